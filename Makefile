@@ -1,0 +1,46 @@
+# The two commands that matter: `make demo` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: deps system venv tools test test-fast test-kind demo bench bench-smoke lint clean
+
+deps: system venv tools
+
+system:
+	@bash scripts/ensure_system.sh
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+tools: $(BIN)/helm
+
+$(BIN)/helm: | $(VENV)/.installed
+	$(BIN)/python scripts/install_tools.py $(BIN)
+
+test: deps
+	$(BIN)/python -m pytest tests -m "not kind" $(PYTEST_ARGS)
+
+test-kind: deps
+	$(BIN)/python -m pytest tests -m kind $(PYTEST_ARGS)
+
+demo: deps
+	$(BIN)/python -m receiptsync_sandbox.demo
+
+bench: deps
+	$(BIN)/python -m bench
+
+bench-smoke: deps
+	$(BIN)/python -m bench --smoke
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,145 @@
+"""Names the operator and the worker share. Neither side spells these strings again.
+
+Redis layout (all keys under the ``receiptsync:`` prefix):
+
+* ``receiptsync:queue:<priority>`` - sorted set of job ids waiting for a worker Job, scored by
+  enqueue time (FIFO within one priority). Dispatch drains high, then default, then low.
+* ``receiptsync:job:<job_id>`` - the job payload (JSON of :class:`receiptsync_common.jobspec.JobPayload`).
+  Written by the operator before the worker Job exists; read by the worker. Never holds credentials.
+* ``receiptsync:hb:<job_id>`` - hash with the worker's latest heartbeat; expires after
+  ``HEARTBEAT_KEY_TTL_SECONDS`` so a dead worker's key disappears by itself.
+* ``receiptsync:events`` - stream every heartbeat is also appended to, so the operator can
+  block on XREAD and turn a heartbeat into a status patch within a second.
+* ``receiptsync:checkpoint:<namespace>/<name>/<run>`` - worker resume point for a run (message ids done).
+* ``receiptsync:quota:<mailbox>`` - the per-mailbox Gmail quota token bucket shared by all workers.
+"""
+from __future__ import annotations
+
+# --- the custom resource -------------------------------------------------------------------
+GROUP = "receipts.prosaas.pro"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ReceiptSync"
+PLURAL = "receiptsyncs"
+SINGULAR = "receiptsync"
+SHORT_NAME = "rsync"
+
+RUN_NOW_ANNOTATION = f"{GROUP}/run-now"
+FINALIZER = f"{GROUP}/cleanup"
+
+# Labels on every worker Job and Pod the operator creates; the operator watches only these.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "receiptsync-operator"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+COMPONENT_WORKER = "worker"
+LABEL_SYNC_NAME = f"{GROUP}/sync"
+LABEL_RUN_ID = f"{GROUP}/run"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+LABEL_JOB_ID = f"{GROUP}/job-id"
+
+# --- phases (status.phase) -------------------------------------------------------------------
+PHASE_PENDING = "Pending"
+PHASE_QUEUED = "Queued"
+PHASE_STARTED = "Started"
+PHASE_FINISHED = "Finished"
+PHASE_FAILED = "Failed"
+PHASES = (PHASE_PENDING, PHASE_QUEUED, PHASE_STARTED, PHASE_FINISHED, PHASE_FAILED)
+TERMINAL_PHASES = (PHASE_FINISHED, PHASE_FAILED)
+
+# --- reasons (status.reason) -----------------------------------------------------------------
+REASON_WAITING_FOR_WORKER = "WaitingForWorker"
+REASON_WORKER_STARTING = "WorkerStarting"
+REASON_SYNCING = "Syncing"
+REASON_SUCCEEDED = "Succeeded"
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_GMAIL_AUTH_ERROR = "GmailAuthError"
+REASON_GMAIL_API_ERROR = "GmailApiError"
+REASON_DATABASE_ERROR = "DatabaseError"
+REASON_WORKER_ERROR = "WorkerError"
+REASON_WORKER_LOST = "WorkerLost"
+REASON_TIMEOUT = "Timeout"
+REASON_BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+REASON_CANCELLED = "Cancelled"
+# Failures a retry cannot fix: the run fails at once, whatever backoffLimit says.
+NON_RETRYABLE_REASONS = frozenset({REASON_GMAIL_AUTH_ERROR, REASON_INVALID_SPEC})
+
+# --- conditions --------------------------------------------------------------------------------
+CONDITION_COMPLETE = "Complete"
+CONDITION_FAILED = "Failed"
+
+# --- priorities ----------------------------------------------------------------------------------
+PRIORITY_HIGH = "high"
+PRIORITY_DEFAULT = "default"
+PRIORITY_LOW = "low"
+PRIORITIES = (PRIORITY_HIGH, PRIORITY_DEFAULT, PRIORITY_LOW)  # dispatch order
+
+MODE_INCREMENTAL = "incremental"
+MODE_FULL = "full"
+
+# --- Redis keys ------------------------------------------------------------------------------------
+KEY_PREFIX = "receiptsync:"
+EVENTS_STREAM = KEY_PREFIX + "events"
+EVENTS_STREAM_MAXLEN = 100_000
+HEARTBEAT_INTERVAL_SECONDS = 2.0
+HEARTBEAT_KEY_TTL_SECONDS = 120
+JOB_PAYLOAD_TTL_SECONDS = 7 * 24 * 3600
+
+
+def queue_key(priority: str) -> str:
+    return f"{KEY_PREFIX}queue:{priority}"
+
+
+def job_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}job:{job_id}"
+
+
+def heartbeat_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}hb:{job_id}"
+
+
+def checkpoint_key(namespace: str, name: str, run_id: int) -> str:
+    return f"{KEY_PREFIX}checkpoint:{namespace}/{name}/{run_id}"
+
+
+def quota_key(mailbox: str) -> str:
+    return f"{KEY_PREFIX}quota:{mailbox}"
+
+
+def make_job_id(namespace: str, name: str, uid: str, run_id: int, attempt: int) -> str:
+    """Deterministic per (resource instance, run, attempt): a restarted operator computes the same id,
+    so it can never enqueue or start the same attempt twice. The uid part keeps a deleted and
+    re-created resource of the same name from colliding with its predecessor's jobs."""
+    return f"{namespace}.{name}.{uid[:8]}.r{run_id}.a{attempt}"
+
+
+def worker_job_name(name: str, uid: str, run_id: int, attempt: int) -> str:
+    """Kubernetes Job name (<= 63 chars, DNS label) for one attempt."""
+    suffix = f"-{uid[:5]}-r{run_id}-a{attempt}"
+    return f"rs-{name}"[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+# --- heartbeat fields (hash fields and stream entry fields) ------------------------------------------
+HB_JOB_ID = "job_id"
+HB_PHASE = "phase"  # one of PHASES
+HB_REASON = "reason"
+HB_MESSAGE = "message"
+HB_SCANNED = "messages_scanned"
+HB_SAVED = "saved_receipts"
+HB_TIME = "time"  # RFC 3339 UTC, when the worker wrote it
+HB_DATE_FROM = "date_from"  # the range actually synced (YYYY-MM-DD), sent with the first heartbeat
+HB_DATE_TO = "date_to"
+HB_WORKER = "worker"  # pod name / hostname
+
+# --- worker environment (set by the operator on each worker Job) ------------------------------------
+ENV_JOB_ID = "RECEIPTSYNC_JOB_ID"
+ENV_REDIS_URL = "REDIS_URL"
+ENV_DATABASE_URL = "DATABASE_URL"
+ENV_GMAIL_API_ENDPOINT = "GMAIL_API_ENDPOINT"
+ENV_GMAIL_CREDENTIALS = "GMAIL_CREDENTIALS_JSON"  # from the resource's own Secret via secretKeyRef
+
+DEFAULT_CREDENTIALS_KEY = "credentials.json"
+
+# --- logs (CONTRACT section 5) ------------------------------------------------------------------------
+LOG_JOB_START = "JOB_START"
+LOG_JOB_DONE = "JOB_DONE"
+LOG_JOB_FAIL = "JOB_FAIL"
