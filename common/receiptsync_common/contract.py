@@ -143,3 +143,19 @@ DEFAULT_CREDENTIALS_KEY = "credentials.json"
 LOG_JOB_START = "JOB_START"
 LOG_JOB_DONE = "JOB_DONE"
 LOG_JOB_FAIL = "JOB_FAIL"
+
+# --- operator configuration (environment of the operator Deployment; flags may override) ----------------
+OPERATOR_ENV_REDIS_URL = "REDIS_URL"
+OPERATOR_ENV_NAMESPACE = "RECEIPTSYNC_NAMESPACE"  # empty: watch all namespaces
+OPERATOR_ENV_MAX_WORKERS = "RECEIPTSYNC_MAX_WORKERS"  # default 4
+OPERATOR_ENV_HEARTBEAT_TIMEOUT = "RECEIPTSYNC_HEARTBEAT_TIMEOUT_SECONDS"  # default 30
+OPERATOR_ENV_WORKER_IMAGE = "RECEIPTSYNC_WORKER_IMAGE"  # default "receiptsync-worker:0.1.0"
+OPERATOR_ENV_WORKER_REDIS_URL = "RECEIPTSYNC_WORKER_REDIS_URL"  # default: REDIS_URL
+OPERATOR_ENV_WORKER_DATABASE_URL = "RECEIPTSYNC_WORKER_DATABASE_URL"
+OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT = "RECEIPTSYNC_GMAIL_API_ENDPOINT"  # empty: Google's own endpoint
+OPERATOR_ENV_METRICS_PORT = "RECEIPTSYNC_METRICS_PORT"  # default 8080 (/metrics, /healthz)
+
+# Project images (no registry host: the chart/values add one where a cluster needs it).
+OPERATOR_IMAGE = "receiptsync-operator"
+WORKER_IMAGE = "receiptsync-worker"
+IMAGE_TAG = "0.1.0"
