@@ -30,6 +30,14 @@ class ResourceType:
     crd_name: str | None = None  # set for custom resources
     served: bool = True
     storage: bool = True
+    # metadata.generation is kept (and bumped on non-metadata changes) only for kinds that have it.
+    has_generation: bool = False
+    # What DELETE does with dependents when the client names no propagationPolicy (Jobs orphan).
+    default_propagation: str = "Background"
+    # Custom resources: H2's CompiledSchema for this version (None until compiled / for built-ins).
+    compiled_schema: Any = None
+    # Built-ins whose objects are served under two groups (events) share one storage key.
+    storage_override: tuple[str, str] | None = None
 
     @property
     def group_version(self) -> str:
@@ -42,4 +50,17 @@ class ResourceType:
     @property
     def key(self) -> tuple[str, str]:
         """Storage identity: objects are stored once per (group, plural), whatever version is asked."""
-        return (self.group, self.plural)
+        return self.storage_override or (self.group, self.plural)
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+    @property
+    def is_custom(self) -> bool:
+        return self.crd_name is not None
+
+    @property
+    def qualified(self) -> str:
+        """`plural.group` as error messages spell it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural

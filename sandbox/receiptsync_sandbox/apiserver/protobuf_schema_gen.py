@@ -1,0 +1,80 @@
+"""Regenerate protobuf_schema.json: the field tables of the Kubernetes protobuf messages the sandbox
+decodes (kubectl 1.32+ sends built-in objects as protobuf on `kubectl create <kind>`).
+
+The tables come from the FileDescriptorProtos every Kubernetes Go binary embeds (gzipped). They are
+facts about the wire format, so we read them from the real kubectl rather than typing them in:
+
+    python -m receiptsync_sandbox.apiserver.protobuf_schema_gen .venv/bin/kubectl
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import zlib
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+OUTPUT = Path(__file__).with_name("protobuf_schema.json")
+WANTED_FILES = {
+    "k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto",
+    "k8s.io/apimachinery/pkg/runtime/generated.proto",
+    "k8s.io/apimachinery/pkg/api/resource/generated.proto",
+    "k8s.io/apimachinery/pkg/util/intstr/generated.proto",
+    "k8s.io/api/core/v1/generated.proto",
+    "k8s.io/api/apps/v1/generated.proto",
+    "k8s.io/api/batch/v1/generated.proto",
+    "k8s.io/api/rbac/v1/generated.proto",
+    "k8s.io/api/authorization/v1/generated.proto",
+    "k8s.io/api/authentication/v1/generated.proto",
+    "k8s.io/api/policy/v1/generated.proto",
+    "k8s.io/api/coordination/v1/generated.proto",
+    "k8s.io/api/networking/v1/generated.proto",
+    "k8s.io/api/events/v1/generated.proto",
+    "k8s.io/api/autoscaling/v1/generated.proto",
+}
+_GZIP_HEADER = re.compile(rb"\x1f\x8b\x08\x00\x00\x00\x00\x00")
+
+
+def embedded_descriptors(binary: bytes):
+    for match in _GZIP_HEADER.finditer(binary):
+        try:
+            raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(binary[match.start():match.start() + 4_000_000])
+            descriptor = descriptor_pb2.FileDescriptorProto.FromString(raw)
+        except Exception:  # not a descriptor: some other gzip stream in the binary
+            continue
+        if descriptor.name:
+            yield descriptor
+
+
+def message_tables(descriptor: descriptor_pb2.FileDescriptorProto) -> dict[str, dict]:
+    tables: dict[str, dict] = {}
+
+    def visit(message, prefix: str) -> None:
+        full = f"{prefix}.{message.name}"
+        fields = {}
+        for field in message.field:
+            fields[str(field.number)] = [field.name, field.type, field.type_name.lstrip("."),
+                                         field.label == field.LABEL_REPEATED]
+        tables[full] = {"fields": fields, "map": bool(message.options.map_entry)}
+        for nested in message.nested_type:
+            visit(nested, full)
+
+    for message in descriptor.message_type:
+        visit(message, descriptor.package)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> None:
+    binary = Path((argv or sys.argv[1:])[0]).read_bytes()
+    tables: dict[str, dict] = {}
+    for descriptor in embedded_descriptors(binary):
+        if descriptor.name in WANTED_FILES:
+            tables.update(message_tables(descriptor))
+    OUTPUT.write_text(json.dumps(tables, separators=(",", ":"), sort_keys=True))
+    print(f"wrote {len(tables)} messages to {OUTPUT}")
+
+
+if __name__ == "__main__":
+    main()
