@@ -1,0 +1,36 @@
+{{/*
+Rules for ReceiptSyncs and their worker Jobs: a ClusterRole in cluster scope, a Role in the
+watched namespace in namespace scope. Every rule says why the operator needs it.
+*/}}
+{{- define "receipt-sync.watchRules" }}
+  # Watch ReceiptSyncs, add/remove the cleanup finalizer and the run-now bookkeeping (patch/update).
+  - apiGroups: ["receipts.prosaas.pro"]
+    resources: ["receiptsyncs"]
+    verbs: ["get", "list", "watch", "patch", "update"]
+  # The operator is the only writer of .status (phase, progress, conditions).
+  - apiGroups: ["receipts.prosaas.pro"]
+    resources: ["receiptsyncs/status"]
+    verbs: ["get", "patch", "update"]
+  # Worker Jobs are owned by their ReceiptSync with blockOwnerDeletion; clusters enforcing
+  # OwnerReferencesPermissionEnforcement require update on the owner's finalizers for that.
+  - apiGroups: ["receipts.prosaas.pro"]
+    resources: ["receiptsyncs/finalizers"]
+    verbs: ["update"]
+  # One worker Job per attempt: create it, watch it (label selector: only ours), delete it on
+  # cancel/timeout/resource deletion.
+  - apiGroups: ["batch"]
+    resources: ["jobs"]
+    verbs: ["create", "delete", "get", "list", "watch"]
+  {{- if .Values.rbac.secretAccess }}
+  # Check that spec.gmail.secretRef names an existing Secret holding the key (InvalidSpec otherwise).
+  # get only, no list/watch; values are never logged and never leave the operator.
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get"]
+  {{- end }}
+  # Kubernetes Events on every phase transition (kubectl describe rsync): the operator and kopf
+  # post core/v1 Events (patch: a repeated event is counted on the existing one).
+  - apiGroups: [""]
+    resources: ["events"]
+    verbs: ["create", "patch"]
+{{- end }}
