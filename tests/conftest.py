@@ -59,3 +59,13 @@ def fresh_database(postgres_server):
     yield postgres_server.url.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(postgres_server.url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """One sandbox for the session (`receiptsync-sandbox up --no-operator`): API server, node agent,
+    controllers, Redis, PostgreSQL, Gmail emulator. Operator tests start their own operator."""
+    from receiptsync_sandbox.testing import Sandbox
+
+    with Sandbox(operator=False) as running:
+        yield running

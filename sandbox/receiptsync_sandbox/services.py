@@ -70,7 +70,7 @@ class RedisServer:
         _kill(self.pid)
 
 
-def start_redis(directory: Path, port: int | None = None) -> RedisServer:
+def start_redis(directory: Path, port: int | None = None, env: dict[str, str] | None = None) -> RedisServer:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -82,6 +82,7 @@ def start_redis(directory: Path, port: int | None = None) -> RedisServer:
             "--pidfile", str(pidfile), "--logfile", str(directory / "redis.log"),
         ],
         check=True,
+        env=env,
     )
     wait_for_port(port)
     deadline = time.monotonic() + 10
@@ -112,14 +113,15 @@ class PostgresServer:
             return None
 
 
-def _run_pg(server: PostgresServer, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def _run_pg(server: PostgresServer, argv: list[str], check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     argv = [os.path.join(server.bindir, argv[0]), *argv[1:]]
     if server.run_as:
         argv = ["runuser", "-u", server.run_as, "--", *argv]
-    return subprocess.run(argv, check=check, capture_output=True, text=True, cwd="/")
+    return subprocess.run(argv, check=check, capture_output=True, text=True, cwd="/", env=env)
 
 
-def start_postgres(directory: Path, port: int | None = None) -> PostgresServer:
+def start_postgres(directory: Path, port: int | None = None, env: dict[str, str] | None = None) -> PostgresServer:
     """initdb (trust auth) + start on 127.0.0.1:port. ``directory`` receives a ``postgres.datadir``
     file naming the data folder (outside it when we must run as another user who can't enter it)."""
     directory = Path(directory)
@@ -143,7 +145,8 @@ def start_postgres(directory: Path, port: int | None = None) -> PostgresServer:
     if result.returncode != 0:
         raise ServiceError(f"initdb failed: {result.stderr.strip()[-500:]}")
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data_dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    result = _run_pg(server, ["pg_ctl", "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"), "-w", "-t", "60", "start"], check=False)
+    result = _run_pg(server, ["pg_ctl", "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"), "-w", "-t", "60", "start"],
+                     check=False, env=env)
     if result.returncode != 0:
         log = (data_dir / "server.log").read_text(errors="replace")[-800:] if (data_dir / "server.log").exists() else ""
         raise ServiceError(f"postgres failed to start: {result.stderr.strip()[-500:]} {log}")

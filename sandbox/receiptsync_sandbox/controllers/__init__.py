@@ -1,0 +1,1 @@
+"""The sandbox's controller-manager: Job, ReplicaSet and Deployment controllers (pure decisions + I/O shells)."""

@@ -1,0 +1,74 @@
+"""Secret, ConfigMap and emptyDir volumes, written to a per-pod folder.
+
+Limitation: a local process can't see them at the container's absolute mountPath. The files land
+under <state>/pods/<ns>/<pod>/volumes/<volume>/ and the agent records where in a pod Event.
+Project code reads its secrets from the environment, which the sandbox supports fully.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .env import ContainerConfigError, Sources
+
+
+@dataclasses.dataclass(frozen=True)
+class MaterializedVolume:
+    name: str
+    path: Path
+    mount_paths: tuple[str, ...]
+
+
+def volume_files(volume: dict, sources: Sources) -> dict[str, str] | None:
+    """Relative path -> content for a secret/configMap volume; {} for emptyDir; None if unsupported."""
+    if "secret" in volume:
+        ref = volume["secret"]
+        return _project(sources.secrets.get(ref.get("secretName", "")), ref, "secret", ref.get("secretName", ""))
+    if "configMap" in volume:
+        ref = volume["configMap"]
+        return _project(sources.configmaps.get(ref.get("name", "")), ref, "configmap", ref.get("name", ""))
+    if "emptyDir" in volume:
+        return {}
+    return None
+
+
+def _project(data: dict[str, str] | None, ref: dict, kind: str, name: str) -> dict[str, str]:
+    if data is None:
+        if ref.get("optional"):
+            return {}
+        raise ContainerConfigError(f'{kind} "{name}" not found')
+    items = ref.get("items")
+    if not items:
+        return dict(data)
+    files = {}
+    for item in items:
+        if item.get("key") not in data:
+            if ref.get("optional"):
+                continue
+            raise ContainerConfigError(f"couldn't find key {item.get('key')} in {kind} {name}")
+        files[item.get("path") or item["key"]] = data[item["key"]]
+    return files
+
+
+def materialize(pod: dict, sources: Sources, volumes_dir: Path) -> list[MaterializedVolume]:
+    spec = pod.get("spec") or {}
+    mounts: dict[str, list[str]] = {}
+    for container in spec.get("containers") or []:
+        for mount in container.get("volumeMounts") or []:
+            mounts.setdefault(mount.get("name", ""), []).append(mount.get("mountPath", ""))
+    result = []
+    for volume in spec.get("volumes") or []:
+        files = volume_files(volume, sources)
+        if files is None:
+            continue
+        target = volumes_dir / volume["name"]
+        target.mkdir(parents=True, exist_ok=True)
+        for relative, content in files.items():
+            path = (target / relative).resolve()
+            if target.resolve() not in path.parents:
+                raise ContainerConfigError(f"volume {volume['name']}: path {relative!r} escapes the volume")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            path.chmod(0o600)
+        result.append(MaterializedVolume(volume["name"], target, tuple(mounts.get(volume["name"], []))))
+    return result
