@@ -1,0 +1,118 @@
+"""PostgreSQL side with a real server: migrations are idempotent, upserts never duplicate, the
+checkpoint is written with the data, and the business state moves only on success."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+
+import psycopg
+
+from receiptsync_worker import migrations
+from receiptsync_worker.store import AttachmentRow, ReceiptRow, RunRecord, SavedBatch, Store
+
+from worker_testkit import db_rows
+
+NOW = dt.datetime(2025, 5, 1, 12, tzinfo=dt.timezone.utc)
+
+
+def receipt(mid: str, amount: str | None = "10.00") -> ReceiptRow:
+    return ReceiptRow(gmail_message_id=mid, gmail_thread_id="t", subject=f"Receipt {mid}", sender="S <s@x.example>",
+                      sender_email="s@x.example", received_at=NOW, amount=Decimal(amount) if amount else None,
+                      currency="USD" if amount else None, amount_source="body" if amount else None, attachment_count=1)
+
+
+def attachment(mid: str) -> AttachmentRow:
+    return AttachmentRow(gmail_message_id=mid, part_id="1", filename="r.pdf", mime_type="application/pdf",
+                         size_bytes=3, sha256="ab" * 32, content=b"pdf")
+
+
+def run(job_id: str, run_key: str = "ns/n/u/1") -> RunRecord:
+    return RunRecord(job_id=job_id, run_key=run_key, business_id="b", namespace="ns", name="n", run_id=1, attempt=1,
+                     mode="full", date_from=dt.date(2025, 1, 1), date_to=dt.date(2025, 5, 1), started_at=NOW)
+
+
+def test_migrations_apply_once_even_concurrently(fresh_database):
+    results: list[list[str]] = []
+
+    def migrate() -> None:
+        with psycopg.connect(fresh_database, autocommit=True) as conn:
+            results.append(migrations.apply_all(conn))
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    versions = [m.version for m in migrations.available()]
+    assert versions[0] == "0001"
+    assert sorted(results, key=len, reverse=True)[0] == versions and sum(len(r) for r in results) == len(versions)
+    assert Store(fresh_database).migrate() == []
+    assert db_rows(fresh_database, "SELECT version FROM schema_migrations ORDER BY version") == [(v,) for v in versions]
+    columns = {row[0] for row in db_rows(fresh_database, "SELECT column_name FROM information_schema.columns"
+                                          " WHERE table_name = 'receipts'")}
+    assert {"business_id", "gmail_message_id", "subject", "sender", "received_at", "amount", "currency"} <= columns
+
+
+def test_save_batch_is_idempotent_and_checkpoints(fresh_database):
+    store = Store(fresh_database)
+    store.migrate()
+    store.run_started(run("job-1"))
+    batch = SavedBatch(business_id="b", job_id="job-1", run_key="ns/n/u/1",
+                       receipts=[receipt("m1"), receipt("m2", None)], attachments=[attachment("m1")],
+                       done_message_ids=["m1", "m2", "gone"])
+    assert store.save_batch(batch) == 2
+    assert store.save_batch(batch) == 0  # the same batch again (a retried transaction, a re-run)
+    assert db_rows(fresh_database, "SELECT gmail_message_id, amount, currency FROM receipts ORDER BY 1") == [
+        ("m1", Decimal("10.00"), "USD"), ("m2", None, None)]
+    assert db_rows(fresh_database, "SELECT count(*) FROM receipt_attachments") == [(1,)]
+    assert db_rows(fresh_database, "SELECT messages_scanned, saved_receipts FROM sync_runs") == [(6, 2)]
+    # a second attempt of the same run resumes from the checkpoint and the earlier counters
+    done, scanned, saved = store.resume_point("ns/n/u/1", "job-2")
+    assert done == {"m1", "m2", "gone"} and (scanned, saved) == (6, 2)
+    # a different business is a different receipt
+    other = SavedBatch(business_id="c", job_id="job-1", run_key="x", receipts=[receipt("m1")], attachments=[],
+                       done_message_ids=["m1"])
+    assert store.save_batch(other) == 1
+    store.close()
+
+
+def test_business_state_moves_only_with_success(fresh_database):
+    store = Store(fresh_database)
+    store.migrate()
+    store.run_started(run("job-1"))
+    store.save_batch(SavedBatch(business_id="b", job_id="job-1", run_key="ns/n/u/1", receipts=[receipt("m1")],
+                                attachments=[], done_message_ids=["m1"]))
+    store.run_finished(job_id="job-1", status="Failed", reason="GmailApiError", error="boom", used_history=False)
+    assert store.business_state("b") is None
+    store.run_started(run("job-2"))
+    store.run_finished(job_id="job-2", status="Finished", reason="Succeeded", error=None, used_history=False,
+                       success_state=("b", "a@x.example", 500, NOW), run_key="ns/n/u/1")
+    state = store.business_state("b")
+    assert (state.mailbox, state.history_id, state.last_success_at) == ("a@x.example", 500, NOW)
+    assert db_rows(fresh_database, "SELECT count(*) FROM sync_checkpoints") == [(0,)]
+    # an older history id never moves the state backwards
+    store.run_started(run("job-3", "ns/n/u/2"))
+    store.run_finished(job_id="job-3", status="Finished", reason="Succeeded", error=None, used_history=True,
+                       success_state=("b", "a@x.example", 400, NOW - dt.timedelta(days=1)))
+    assert store.business_state("b").history_id == 500
+    assert db_rows(fresh_database, "SELECT job_id, status FROM sync_runs ORDER BY job_id") == [
+        ("job-1", "Failed"), ("job-2", "Finished"), ("job-3", "Finished")]
+    store.close()
+
+
+def test_transaction_retried_after_connection_loss(fresh_database):
+    store = Store(fresh_database, first_delay=0.05)
+    store.migrate()
+    store.run_started(run("job-1"))
+    # Kill our own backend: the next transaction fails with a lost connection and is run again.
+    with psycopg.connect(fresh_database, autocommit=True) as admin:
+        pids = [row[0] for row in admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    batch = SavedBatch(business_id="b", job_id="job-1", run_key="k", receipts=[receipt("m9")], attachments=[],
+                       done_message_ids=["m9"])
+    assert store.save_batch(batch) == 1
+    assert db_rows(fresh_database, "SELECT count(*) FROM receipts") == [(1,)]
+    store.close()
