@@ -62,11 +62,11 @@ def _legacy_resource(rt: ResourceType) -> dict[str, Any]:
 
 
 def _sub_kind(rt: ResourceType, sub: str) -> str:
-    return {"scale": "Scale", "log": "Pod"}.get(sub, rt.kind)
+    return {"scale": "Scale", "log": "Pod", "binding": "Binding"}.get(sub, rt.kind)
 
 
 def _sub_verbs(sub: str) -> list[str]:
-    return {"log": ["get"], "finalize": ["update"]}.get(sub, ["get", "patch", "update"])
+    return {"log": ["get"], "finalize": ["update"], "binding": ["create"]}.get(sub, ["get", "patch", "update"])
 
 
 def _hash(rt: ResourceType) -> str:

@@ -57,6 +57,11 @@ class ResourceHandlers:
             return await logs.serve_log(request, self.api, self.state_dir, namespace, target.name)
         if target.subresource == "scale":
             return await self._scale(request, rt, namespace, target.name)
+        if target.subresource == "binding":
+            if request.method != "POST":
+                raise ApiError(405, "the server does not allow this method on the requested resource")
+            opts = self._write_options(request)
+            return json_response(self.api.bind(rt, namespace, target.name, await _body(request), opts), 201)
         method = request.method
         if method in ("GET", "HEAD"):
             return self._get_or_list(request, rt, target)

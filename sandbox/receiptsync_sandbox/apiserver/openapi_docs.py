@@ -37,6 +37,11 @@ class OpenApiDocs:
                     "definitions": {}}
         return self._cached(("v2",), lambda: module.openapi_v2(self.registry.all()))
 
+    def v2_protobuf(self) -> bytes:
+        from .openapi_proto import encode_document
+
+        return self._cached(("v2", "protobuf"), lambda: encode_document(self.v2()))
+
     def v3_index(self) -> dict[str, Any]:
         module = _module()
         if module is None:

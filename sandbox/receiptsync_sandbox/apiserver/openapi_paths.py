@@ -192,6 +192,12 @@ def _subresource_ops(style: _Style, rt: Any, kind_def: str, scope: str, sub: str
     if sub == "log":
         return {"get": _operation(style, rt, "get", "read", kind_def, params=_LOG_PARAMS, response="",
                                   scope=scope, sub=suffix)}
+    if sub == "binding":  # POST a core/v1 Binding (kube-apiserver's createCoreV1NamespacedPodBinding)
+        binding_def = "io.k8s.api.core.v1.Binding"
+        op = _operation(style, rt, "post", "create", binding_def, params=_WRITE_PARAMS,
+                        body=(binding_def, ["*/*"]), codes=("200", "201", "202"), scope=scope, sub=suffix)
+        op["x-kubernetes-group-version-kind"] = {"group": "", "kind": "Binding", "version": "v1"}
+        return {"post": op}
     if sub == "scale":
         scale_def = "io.k8s.api.autoscaling.v1.Scale"
         ops = _item_ops(style, rt, scale_def, scope, suffix)

@@ -308,6 +308,39 @@ class Api:
         if self.store.get(SERVICEACCOUNTS, namespace, "default") is None:
             self.create(sa_type, namespace, {"metadata": {"name": "default"}}, WriteOptions())
 
+    # --- pods/binding --------------------------------------------------------------------
+    def bind(self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions) -> dict[str, Any]:
+        """The scheduler's write: a v1 Binding sets an unbound pod's spec.nodeName (kube-apiserver's
+        BindingREST: 409 once bound or deleting, PodScheduled=True, the binding's annotations copied)."""
+        if not isinstance(body, dict) or body.get("kind") not in (None, "Binding"):
+            raise bad_request("the body of the request must be a v1 Binding")
+        meta = body.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise bad_request("the name of the object does not match the name on the URL")
+        target = body.get("target") or {}
+        if target.get("kind") not in (None, "", "Node") or not target.get("name"):
+            raise invalid("Binding", "", name, [("target.kind", "FieldValueNotSupported",
+                                                 'Unsupported value: must be empty or "Node", with a name')])
+        old = self._current(rt, namespace, name)
+        if meta.get("uid") and meta["uid"] != old["metadata"]["uid"]:
+            raise conflict(rt.group, rt.plural, name)
+        node = (old.get("spec") or {}).get("nodeName")
+        reason = ("is being deleted, cannot be assigned to a host" if old["metadata"].get("deletionTimestamp")
+                  else f'is already assigned to node "{node}"' if node else None)
+        if reason:
+            raise ApiError(409, f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} {reason}',
+                           reason="Conflict", details={"name": name, "kind": "pods/binding"})
+        pod = copy.deepcopy(old)
+        pod.setdefault("spec", {})["nodeName"] = target["name"]
+        if meta.get("annotations"):
+            pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), **meta["annotations"]}
+        status = pod.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        status["conditions"] = [{"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                                 "lastTransitionTime": self.clock()}] + conditions
+        self._commit(rt, pod, old, opts, subresource=None)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
     # --- delete --------------------------------------------------------------------------
     def delete(self, rt: ResourceType, namespace: str, name: str, options: DeleteOptions) -> dict[str, Any]:
         namespace = namespace if rt.namespaced else ""

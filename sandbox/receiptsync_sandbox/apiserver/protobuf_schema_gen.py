@@ -5,6 +5,10 @@ The tables come from the FileDescriptorProtos every Kubernetes Go binary embeds 
 facts about the wire format, so we read them from the real kubectl rather than typing them in:
 
     python -m receiptsync_sandbox.apiserver.protobuf_schema_gen .venv/bin/kubectl
+
+It also writes openapiv2_schema.json: gnostic's openapi.v2 messages, in which kubectl asks for
+/openapi/v2 (client-side validation of `kind: List`, see openapi_proto.py). Newer protoc-gen-go embeds
+that descriptor raw rather than gzipped, so it is found by its file name.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 
 OUTPUT = Path(__file__).with_name("protobuf_schema.json")
+OPENAPI_V2_OUTPUT = Path(__file__).with_name("openapiv2_schema.json")
+OPENAPI_V2_FILE = "openapiv2/OpenAPIv2.proto"
 WANTED_FILES = {
     "k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto",
     "k8s.io/apimachinery/pkg/runtime/generated.proto",
@@ -48,6 +54,34 @@ def embedded_descriptors(binary: bytes):
             yield descriptor
 
 
+def raw_descriptor(binary: bytes, name: str) -> descriptor_pb2.FileDescriptorProto:
+    """A FileDescriptorProto stored uncompressed: it starts with its name (field 1) and ends where
+    the bytes stop looking like FileDescriptorProto fields (all of which are length-delimited)."""
+    encoded = name.encode()
+    start = binary.find(b"\x0a" + bytes([len(encoded)]) + encoded)
+    if start < 0:
+        raise SystemExit(f"{name} is not embedded in this binary")
+    pos = start
+    while True:
+        tag, after = _varint(binary, pos)
+        if tag & 7 != 2 or not 1 <= tag >> 3 <= 14:
+            break
+        length, after = _varint(binary, after)
+        pos = after + length
+    return descriptor_pb2.FileDescriptorProto.FromString(binary[start:pos])
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, pos
+
+
 def message_tables(descriptor: descriptor_pb2.FileDescriptorProto) -> dict[str, dict]:
     tables: dict[str, dict] = {}
 
@@ -74,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
             tables.update(message_tables(descriptor))
     OUTPUT.write_text(json.dumps(tables, separators=(",", ":"), sort_keys=True))
     print(f"wrote {len(tables)} messages to {OUTPUT}")
+    openapi_tables = message_tables(raw_descriptor(binary, OPENAPI_V2_FILE))
+    OPENAPI_V2_OUTPUT.write_text(json.dumps(openapi_tables, separators=(",", ":"), sort_keys=True))
+    print(f"wrote {len(openapi_tables)} messages to {OPENAPI_V2_OUTPUT}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import discovery
+from . import discovery, nodes, openapi_proto
 from .audit import Audit
 from .controllers import DeletionControllers
 from .errors import ApiError, status_body
@@ -44,6 +44,12 @@ def create_app(state_dir: Path, *, bookmark_interval: float = 30.0, history_limi
     api = Api(registry, Store(history_limit=history_limit))
     for name in INITIAL_NAMESPACES:
         api.create(registry.lookup("", "v1", "namespaces"), "", {"metadata": {"name": name}}, WriteOptions())
+    node_type = registry.lookup("", "v1", "nodes")
+    node = api.create(node_type, "", nodes.node_object(), WriteOptions())
+    api.update(node_type, "", node["metadata"]["name"], {**node, "status": nodes.node_status(api.clock(), state_dir)},
+               WriteOptions(), "status")
+    api.create(registry.lookup("coordination.k8s.io", "v1", "leases"), "kube-node-lease",
+               nodes.node_lease(node, api.clock()), WriteOptions())
     audit = Audit()
     resources = ResourceHandlers(api, audit, state_dir, bookmark_interval)
     docs = OpenApiDocs(registry)
@@ -74,7 +80,7 @@ def create_app(state_dir: Path, *, bookmark_interval: float = 30.0, history_limi
             # Test hook: forget the watch history, as an etcd compaction would (watches from before get 410).
             return json_response({"compactedResourceVersion": str(api.store.compact())})
         if path.startswith("/openapi"):
-            return _openapi(path)
+            return _openapi(path, accept)
         if path in ("/api", "/apis"):
             aggregated = discovery.wants_aggregated(accept)
             if aggregated:
@@ -102,8 +108,10 @@ def create_app(state_dir: Path, *, bookmark_interval: float = 30.0, history_limi
             return json_response(discovery.api_group(parts[0], versions))
         return json_response(discovery.api_resource_list(registry, parts[0], parts[1]))
 
-    def _openapi(path: str) -> web.Response:
+    def _openapi(path: str, accept: str) -> web.Response:
         if path == "/openapi/v2":
+            if openapi_proto.wants_protobuf(accept):  # Go clients parse this as protobuf, whatever is sent
+                return web.Response(body=docs.v2_protobuf(), content_type=openapi_proto.MEDIA_TYPE)
             return json_response(docs.v2())
         if path == "/openapi/v3":
             return json_response(docs.v3_index())

@@ -149,6 +149,23 @@ def _event_row(ev: dict[str, Any]) -> list[Any]:
             f"{(involved.get('kind') or '').lower()}/{involved.get('name', '')}", ev.get("message") or ev.get("note", "")]
 
 
+def _node_row(node: dict[str, Any]) -> list[Any]:
+    status = node.get("status") or {}
+    ready = {c.get("type"): c.get("status") for c in status.get("conditions") or []}.get("Ready")
+    text = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+    if (node.get("spec") or {}).get("unschedulable"):
+        text += ",SchedulingDisabled"
+    labels = node["metadata"].get("labels") or {}
+    roles = sorted({k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k}
+                   | ({labels["kubernetes.io/role"]} if labels.get("kubernetes.io/role") else set()))
+    addresses = {a.get("type"): a.get("address") for a in reversed(status.get("addresses") or [])}
+    info = status.get("nodeInfo") or {}
+    return [node["metadata"]["name"], text, ",".join(r for r in roles if r) or "<none>", _age(node),
+            info.get("kubeletVersion", ""), addresses.get("InternalIP") or "<none>",
+            addresses.get("ExternalIP") or "<none>", info.get("osImage") or "<unknown>",
+            info.get("kernelVersion") or "<unknown>", info.get("containerRuntimeVersion") or "<unknown>"]
+
+
 _BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Row]] = {
     ("", "namespaces"): ([_NAME, _col("Status"), _AGE],
                          lambda o: [o["metadata"]["name"], (o.get("status") or {}).get("phase", ""), _age(o)]),
@@ -167,6 +184,9 @@ _BUILTIN: dict[tuple[str, str], tuple[list[dict[str, Any]], Row]] = {
     ("", "pods"): ([_NAME, _col("Ready"), _col("Status"), _col("Restarts", "string"), _AGE,
                     _col("IP", priority=1), _col("Node", priority=1), _col("Nominated Node", priority=1),
                     _col("Readiness Gates", priority=1)], _pod_row),
+    ("", "nodes"): ([_NAME, _col("Status"), _col("Roles"), _AGE, _col("Version"), _col("Internal-IP", priority=1),
+                     _col("External-IP", priority=1), _col("OS-Image", priority=1), _col("Kernel-Version", priority=1),
+                     _col("Container-Runtime", priority=1)], _node_row),
     ("", "events"): ([_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")], _event_row),
     ("apps", "deployments"): ([_NAME, _col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), _AGE,
                                _col("Containers", priority=1), _col("Images", priority=1),
