@@ -159,3 +159,19 @@ OPERATOR_ENV_METRICS_PORT = "RECEIPTSYNC_METRICS_PORT"  # default 8080 (/metrics
 OPERATOR_IMAGE = "receiptsync-operator"
 WORKER_IMAGE = "receiptsync-worker"
 IMAGE_TAG = "0.1.0"
+
+# --- operator configuration, added by the operator (H6) ------------------------------------------------
+OPERATOR_ENV_WORKER_COMMAND = "RECEIPTSYNC_WORKER_COMMAND"  # JSON list; empty: the image's entrypoint
+OPERATOR_ENV_LEASE_NAME = "RECEIPTSYNC_LEASE_NAME"  # default "receiptsync-operator"
+OPERATOR_ENV_LEASE_NAMESPACE = "RECEIPTSYNC_LEASE_NAMESPACE"  # default: POD_NAMESPACE, else "default"
+OPERATOR_ENV_LEASE_DURATION = "RECEIPTSYNC_LEASE_DURATION_SECONDS"  # default 15
+OPERATOR_ENV_POD_NAME = "POD_NAME"  # leader identity (downward API); default hostname-pid
+OPERATOR_ENV_POD_NAMESPACE = "POD_NAMESPACE"
+OPERATOR_ENV_WORKER_JOB_TTL = "RECEIPTSYNC_WORKER_JOB_TTL_SECONDS"  # ttlSecondsAfterFinished, default 3600
+OPERATOR_ENV_LOG_LEVEL = "RECEIPTSYNC_LOG_LEVEL"  # DEBUG | INFO (default) | WARNING
+OPERATOR_ENV_DELETE_REDIS_TIMEOUT = "RECEIPTSYNC_DELETE_REDIS_TIMEOUT_SECONDS"  # default 10
+# Annotation on each worker Job: the full queue job id (label values are capped at 63 characters).
+JOB_ID_ANNOTATION = f"{GROUP}/job-id"
+# Where the operator remembers the last heartbeat-stream entry it has applied (survives restarts);
+# suffixed with ":<namespace>" (or ":*" for all) so operators scoped to different namespaces keep apart.
+OPERATOR_STREAM_CURSOR_KEY = KEY_PREFIX + "operator:events-cursor"
