@@ -1,0 +1,122 @@
+"""Operator settings: environment first, command-line flags override (both optional)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+
+from receiptsync_common import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = ""  # empty: every namespace
+    max_workers: int = 4
+    heartbeat_timeout: float = 30.0
+    worker_image: str = f"{contract.WORKER_IMAGE}:{contract.IMAGE_TAG}"
+    worker_command: tuple[str, ...] = ()  # empty: the image's entrypoint
+    worker_redis_url: str = ""  # empty: redis_url
+    worker_database_url: str = ""
+    worker_gmail_api_endpoint: str = ""
+    worker_job_ttl: int = 3600
+    # The Job's activeDeadlineSeconds is spec.timeout plus this, so the operator's own Timeout
+    # (which can retry) fires first and Kubernetes only cleans up what the operator could not.
+    worker_deadline_grace: int = 60
+    metrics_port: int = 8080
+    lease_name: str = "receiptsync-operator"
+    lease_namespace: str = "default"
+    lease_duration: float = 15.0
+    identity: str = ""
+    log_level: str = "INFO"
+    # Counters go to status at most this often per resource (phase changes go at once); the gap
+    # grows with the attempt's age, up to progress_max_interval, to keep API writes per run low.
+    progress_interval: float = 2.0
+    progress_max_interval: float = 30.0
+    # How long a worker Job may be failed or gone before its attempt is declared lost, so that a
+    # final heartbeat still in flight wins over the Job's status.
+    job_gone_grace: float = 2.0
+    # Deleting a resource waits at most this long for Redis before releasing it anyway.
+    delete_redis_timeout: float = 10.0
+    check_interval: float = 1.0
+
+    @property
+    def effective_worker_redis_url(self) -> str:
+        return self.worker_redis_url or self.redis_url
+
+
+def _env_names() -> dict[str, str]:
+    """Settings field -> environment variable."""
+    return {
+        "redis_url": contract.OPERATOR_ENV_REDIS_URL,
+        "namespace": contract.OPERATOR_ENV_NAMESPACE,
+        "max_workers": contract.OPERATOR_ENV_MAX_WORKERS,
+        "heartbeat_timeout": contract.OPERATOR_ENV_HEARTBEAT_TIMEOUT,
+        "worker_image": contract.OPERATOR_ENV_WORKER_IMAGE,
+        "worker_command": contract.OPERATOR_ENV_WORKER_COMMAND,
+        "worker_redis_url": contract.OPERATOR_ENV_WORKER_REDIS_URL,
+        "worker_database_url": contract.OPERATOR_ENV_WORKER_DATABASE_URL,
+        "worker_gmail_api_endpoint": contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT,
+        "worker_job_ttl": contract.OPERATOR_ENV_WORKER_JOB_TTL,
+        "metrics_port": contract.OPERATOR_ENV_METRICS_PORT,
+        "lease_name": contract.OPERATOR_ENV_LEASE_NAME,
+        "lease_namespace": contract.OPERATOR_ENV_LEASE_NAMESPACE,
+        "lease_duration": contract.OPERATOR_ENV_LEASE_DURATION,
+        "identity": contract.OPERATOR_ENV_POD_NAME,
+        "log_level": contract.OPERATOR_ENV_LOG_LEVEL,
+        "delete_redis_timeout": contract.OPERATOR_ENV_DELETE_REDIS_TIMEOUT,
+    }
+
+
+def _convert(field: dataclasses.Field, raw: str):
+    default = field.default
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, tuple):
+        value = json.loads(raw) if raw.strip() else []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{field.name} must be a JSON list of strings")
+        return tuple(value)
+    return raw
+
+
+def load(environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, object] = {}
+    for name, env in _env_names().items():
+        if environ.get(env, "") != "":
+            values[name] = _convert(fields[name], environ[env])
+    if "lease_namespace" not in values and environ.get(contract.OPERATOR_ENV_POD_NAMESPACE):
+        values["lease_namespace"] = environ[contract.OPERATOR_ENV_POD_NAMESPACE]
+
+    parser = argparse.ArgumentParser(prog="receiptsync-operator", description="ReceiptSync operator")
+    for name, env in _env_names().items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=f"(env {env})")
+    for name, raw in vars(parser.parse_args(list(argv or []))).items():
+        if raw is not None:
+            values[name] = _convert(fields[name], raw)
+
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.identity:
+        settings = dataclasses.replace(settings, identity=f"{socket.gethostname()}-{os.getpid()}")
+    if settings.max_workers < 1:
+        raise ValueError(f"{contract.OPERATOR_ENV_MAX_WORKERS} must be at least 1")
+    return settings
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: any password is replaced."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"

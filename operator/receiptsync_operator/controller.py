@@ -1,0 +1,564 @@
+"""The active replica's shell around the pure decisions: it reads the world (cache, Redis, API),
+asks runs/status/dispatch what to do, and does it (enqueue, create Jobs, patch status, post Events).
+
+Everything that decides about one resource holds that resource's lock, so a heartbeat, a watchdog
+tick, a dispatch and a watch event never interleave their read-decide-write on the same status.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from receiptsync_common import contract
+from receiptsync_common.jobspec import JobPayload
+
+from . import dispatch, jobs, metrics, runs, validation
+from . import status as st
+from .config import Settings
+from .events import NORMAL, WARNING, Events
+from .heartbeats import HeartbeatConsumer
+from .kube import ApiError, Kube, core_path, custom_path
+from .queue import Queue
+from .store import Key, Resource, Resources, WorkerJobs, key_of
+from .writer import StatusWriter, status_fields
+
+logger = logging.getLogger(__name__)
+
+WORKER_STARTING_DELAY = 1.0  # a fast worker's Started heartbeat makes this write unnecessary
+WAITING_MIN_GAP = 2.0  # place-in-line updates per resource at most this often
+RESYNC_JOBS_SECONDS = 30.0
+
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+
+
+def redact(text: str) -> str:
+    """API error texts can echo the manifest (env values): never let a URL password through."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _log_extra(key: Key, **more: Any) -> dict[str, Any]:
+    # "object" as kopf's own JSON logs name it ("name" itself is a reserved LogRecord attribute).
+    return {"object": {"kind": contract.KIND, "namespace": key[0], "name": key[1]}, **more}
+
+
+class Controller:
+    def __init__(self, settings: Settings, kube: Kube, queue: Queue, events: Events) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.queue = queue
+        self.events = events
+        self.resources = Resources()
+        self.jobs = WorkerJobs()
+        self.writer = StatusWriter(kube, self.resources, on_written=self._update_phase_metrics)
+        self.backoff = jobs.Backoff()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._waiting_written: dict[Key, float] = {}
+        metrics.MAX_WORKERS.set(settings.max_workers)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._learn_status_schema()
+        await self.resync_jobs()
+        consumer = HeartbeatConsumer(self.queue.redis, self.on_heartbeat, scope=self.settings.namespace)
+        for name, coro in (("dispatcher", self._dispatch_loop()), ("heartbeats", consumer.run()),
+                           ("jobs-resync", self._resync_jobs_loop())):
+            self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def _learn_status_schema(self) -> None:
+        name = f"{contract.PLURAL}.{contract.GROUP}"
+        try:
+            crd = await self.kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        except ApiError as exc:
+            logger.warning("cannot read the CRD (%s); writing every status field", exc.status)
+            return
+        self.writer.allowed_fields = status_fields(crd, contract.VERSION)
+        if self.writer.allowed_fields is not None and "observedRunNow" not in self.writer.allowed_fields:
+            logger.info("the CRD has no status.observedRunNow; run-now values are kept in status.runs")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.flush_all()
+        await self.events.drain()
+
+    def in_scope(self, namespace: str) -> bool:
+        return not self.settings.namespace or namespace == self.settings.namespace
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- ReceiptSyncs ------------------------------------------------------------------------------------
+    async def lookup(self, key: Key) -> Resource | None:
+        """The cached resource, else read from the API (heartbeats can come before the watch does)."""
+        item = self.resources.get(key)
+        if item is not None or self.resources.was_deleted(key):
+            return item
+        try:
+            body = await self.kube.get(custom_path(contract.GROUP, contract.VERSION, contract.PLURAL, *key))
+        except ApiError as exc:
+            if exc.status == 404:
+                self.resources.forget(key)  # remembered as gone: its stray heartbeats cost nothing
+                return None
+            raise
+        return self.resources.observe(body)
+
+    async def observe(self, body: Mapping[str, Any]) -> None:
+        """Every watch event: refresh the cache; start a run if one is due."""
+        item = self.resources.observe(body)
+        if runs.next_run(item.meta, self.writer.view(key_of(body))) is not None:
+            await self.start_run(key_of(body))
+
+    def forget(self, key: Key) -> None:
+        self.resources.forget(key)
+        self.writer.drop(key)
+        self._waiting_written.pop(key, None)
+        self._update_phase_metrics()
+
+    async def _read_secret(self, namespace: str, spec: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+        """(checkable, Secret or None). Without RBAC to read Secrets the check is skipped: the
+        worker's own auth error will tell, and that is better than never starting."""
+        name, _ = validation.secret_ref(spec)
+        if not name:
+            return True, None
+        try:
+            return True, await self.kube.get(core_path("secrets", namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return True, None
+            if exc.status == 403:
+                logger.warning("not allowed to read Secrets; skipping the credentials check",
+                               extra={"object": {"namespace": namespace, "name": name}})
+                return False, None
+            raise
+
+    async def start_run(self, key: Key) -> None:
+        item = self.resources.get(key)
+        if item is None:
+            return
+        async with item.lock:
+            current = self.writer.view(key)
+            trigger = runs.next_run(item.meta, current)
+            if trigger is None:
+                return
+            now = _now()
+            run_id = runs.next_run_id(current)
+            common = dict(now=now, generation=trigger.generation, run_now=trigger.run_now,
+                          trigger=trigger.kind, spec=item.spec)
+            try:
+                checkable, secret = await self._read_secret(key[0], item.spec)
+                validation.validate(item.spec, secret, check_secret=checkable)
+                payload = runs.build_payload(item.meta, item.spec, run_id=run_id, attempt=1, now=now)
+            except validation.InvalidSpec as exc:
+                message = str(exc)
+                logger.warning("invalid spec: %s", message, extra=_log_extra(key, run=run_id))
+                if await self.writer.write(key, st.invalid_spec(current, message=message, run_id=run_id, **common)):
+                    self.events.post(item.meta, WARNING, contract.REASON_INVALID_SPEC, message)
+                return
+            # Redis first: a status that says Queued is always backed by a queue entry.
+            await self.queue.enqueue(payload, score=now.timestamp())
+            patch = st.queued(current, run_id=run_id, job_id=payload.job_id,
+                              date_range=runs.known_range(payload), **common)
+            if await self.writer.write(key, patch):
+                logger.info("run queued", extra=_log_extra(key, run=run_id, job_id=payload.job_id,
+                                                             priority=payload.priority, trigger=trigger.kind))
+                self.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
+                                 f"Run {run_id} queued with priority {payload.priority} ({trigger.kind})")
+        self.wake()
+
+    # --- dispatch --------------------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.dispatch_once()
+            except (RedisError, OSError) as exc:
+                logger.warning("dispatch skipped, Redis unavailable: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                logger.exception("dispatch failed")
+                await asyncio.sleep(1.0)
+
+    def _active_workers(self) -> int:
+        return self.jobs.active_count(self.settings.namespace or None)
+
+    async def dispatch_once(self) -> None:
+        entries = [e for e in await self.queue.entries() if self._entry_in_scope(e.job_id)]
+        for priority in contract.PRIORITIES:
+            metrics.QUEUE_DEPTH.labels(priority).set(sum(1 for e in entries if e.priority == priority))
+        if not self.jobs.primed:
+            return  # capacity is unknown until our Jobs have been listed once
+        active = self._active_workers()
+        metrics.ACTIVE_WORKERS.set(active)
+        plan = dispatch.plan(entries, active=active, max_workers=self.settings.max_workers,
+                             blocked=self.backoff.blocked(time.monotonic()))
+        for job_id in plan.start:
+            await self.start_attempt(job_id)
+        for job_id, position in plan.waiting.items():
+            await self._show_place_in_line(job_id, position, plan.total_waiting)
+
+    def _entry_in_scope(self, job_id: str) -> bool:
+        parsed = runs.parse_job_id(job_id)
+        return parsed is not None and self.in_scope(parsed[0])
+
+    async def start_attempt(self, job_id: str) -> None:
+        parsed = runs.parse_job_id(job_id)
+        if parsed is None:
+            await self.queue.dequeue(job_id)
+            return
+        namespace, name, run_id, attempt = parsed
+        key = (namespace, name)
+        item = await self.lookup(key)
+        if item is None:
+            await self.queue.forget(job_id)  # its resource is gone
+            return
+        async with item.lock:
+            current = self.writer.view(key)
+            if (current.get("jobId") != job_id or current.get("phase") in contract.TERMINAL_PHASES
+                    or item.meta.get("deletionTimestamp")):
+                logger.info("dropping stale queue entry", extra=_log_extra(key, job_id=job_id))
+                await self.queue.forget(job_id)
+                return
+            job_name = runs.job_name_for(item.meta, run_id, attempt)
+            if await self._job_exists(namespace, job_name):
+                await self.queue.dequeue(job_id)  # started before a restart: never twice
+                return
+            payload = await self.queue.payload(job_id) or runs.build_payload(
+                item.meta, item.spec, run_id=run_id, attempt=attempt, now=_now())
+            manifest = jobs.build(payload, item.meta, item.spec, self.settings)
+            try:
+                created = await self.kube.create(f"/apis/batch/v1/namespaces/{namespace}/jobs", manifest)
+            except ApiError as exc:
+                if exc.status == 409:
+                    await self.queue.dequeue(job_id)
+                    return
+                await self._job_create_failed(item, key, job_id, exc)
+                return
+            self.backoff.succeeded(job_id)
+            self.jobs.created(created)
+            await self.queue.dequeue(job_id)
+            metrics.JOBS_CREATED.inc()
+            logger.info("worker Job created", extra=_log_extra(key, job_id=job_id, job=job_name,
+                                                               run=run_id, attempt=attempt))
+            self.writer.defer(key, st.worker_starting(current, job_name=job_name),
+                              delay=WORKER_STARTING_DELAY, lock=item.lock)
+            self.events.post(item.meta, NORMAL, "WorkerJobCreated",
+                             f"Created worker Job {job_name} for run {run_id}, attempt {attempt}")
+
+    async def _job_exists(self, namespace: str, name: str) -> bool:
+        if self.jobs.get(namespace, name) is not None:
+            return True
+        try:
+            body = await self.kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        self.jobs.observe("ADDED", body)
+        return True
+
+    async def _job_create_failed(self, item: Resource, key: Key, job_id: str, exc: ApiError) -> None:
+        delay = self.backoff.failed(job_id, time.monotonic())
+        reason = {403: "Forbidden", 422: "Invalid"}.get(exc.status, exc.reason or str(exc.status))
+        metrics.JOB_CREATE_FAILURES.labels(reason).inc()
+        detail = redact(exc.message or str(exc))
+        message = f"Could not create the worker Job ({reason}: {detail}); retrying with backoff"
+        logger.warning("worker Job creation refused", extra=_log_extra(key, job_id=job_id, status=exc.status,
+                                                                        retry_in=delay))
+        # One Event per doubling of the backoff keeps a long refusal visible without flooding.
+        if self.backoff.attempts(job_id) in (1, 2, 4, 8) or self.backoff.attempts(job_id) % 16 == 0:
+            self.events.post(item.meta, WARNING, "WorkerJobCreateFailed", message)
+        current = self.writer.view(key)
+        if current.get("message") != message:
+            await self.writer.write(key, {"reason": contract.REASON_WAITING_FOR_WORKER, "message": message})
+        self._wake_later(delay)
+
+    def _wake_later(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+    async def _show_place_in_line(self, job_id: str, position: int, total: int) -> None:
+        parsed = runs.parse_job_id(job_id)
+        if parsed is None:
+            return
+        key = parsed[:2]
+        item = self.resources.get(key)
+        if item is None:
+            return
+        current = self.writer.view(key)
+        if current.get("jobId") != job_id or current.get("phase") != contract.PHASE_QUEUED:
+            return
+        if current.get("message", "").startswith("Could not create the worker Job"):
+            return  # the refusal is the more useful news
+        patch = st.waiting(current, position=position, total=total, max_workers=self.settings.max_workers)
+        if patch is None:
+            return
+        last = self._waiting_written.get(key)
+        gap = 0.0 if last is None else max(0.0, WAITING_MIN_GAP - (time.monotonic() - last))
+        self._waiting_written[key] = time.monotonic() + gap
+        self.writer.defer(key, patch, delay=gap, lock=item.lock)
+
+    # --- our worker Jobs -------------------------------------------------------------------------------
+    async def resync_jobs(self) -> None:
+        params = {"labelSelector": jobs.worker_selector()}
+        path = (f"/apis/batch/v1/namespaces/{self.settings.namespace}/jobs" if self.settings.namespace
+                else "/apis/batch/v1/jobs")
+        listing = await self.kube.get(path, params=params)
+        self.jobs.replace_all(listing.get("items") or [])
+        metrics.ACTIVE_WORKERS.set(self._active_workers())
+
+    async def _resync_jobs_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_JOBS_SECONDS)
+            try:
+                await self.resync_jobs()
+            except Exception as exc:
+                logger.warning("listing worker Jobs failed: %s", exc)
+
+    def on_job_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        before = self.jobs.get(*key_of(body))
+        self.jobs.observe(event_type, body)
+        was_active = before is not None and jobs.is_active(before)
+        now_active = event_type != "DELETED" and jobs.is_active(body)
+        if was_active and not now_active:
+            self.wake()  # a slot is free
+            owner = next((o for o in (body.get("metadata") or {}).get("ownerReferences") or []
+                          if o.get("kind") == contract.KIND), None)
+            if owner is not None:
+                # Don't wait for the next watchdog tick to notice a worker that died.
+                key = ((body.get("metadata") or {}).get("namespace", ""), owner.get("name", ""))
+                asyncio.get_running_loop().call_later(self.settings.job_gone_grace + 0.1, self._spawn_check, key)
+
+    def _spawn_check(self, key: Key) -> None:
+        task = asyncio.create_task(self.check(key))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    # --- heartbeats ------------------------------------------------------------------------------------
+    async def on_heartbeat(self, hb: dict[str, str]) -> None:
+        parsed = runs.parse_job_id(hb.get(contract.HB_JOB_ID, ""))
+        if parsed is None or not self.in_scope(parsed[0]):
+            return
+        key = parsed[:2]
+        item = await self.lookup(key)
+        if item is None:
+            return
+        async with item.lock:
+            await self._apply_heartbeat(item, key, hb)
+
+    async def _apply_heartbeat(self, item: Resource, key: Key, hb: Mapping[str, str]) -> bool:
+        """Apply one heartbeat (the caller holds the lock); True if it changed the phase."""
+        current = self.writer.view(key)
+        update = st.from_heartbeat(current, item.spec, hb, _now())
+        if update is None:
+            return False
+        hb_time = st.parse_time(hb.get(contract.HB_TIME))
+        hb_epoch = hb_time.timestamp() if hb_time else None
+        if update.failure is not None:
+            # The worker said it failed and exits by itself: its Job stays for its logs.
+            await self.end_attempt(item, key, *update.failure, extra=update.patch, stop_job=False)
+            return True
+        if update.transition:
+            if await self.writer.write(key, update.patch, heartbeat_time=hb_epoch):
+                logger.info("run %s", update.patch.get("phase", "").lower(),
+                            extra=_log_extra(key, job_id=current.get("jobId"), phase=update.patch.get("phase"),
+                                             reason=update.patch.get("reason"),
+                                             messages_scanned=(update.patch.get("progress") or {}).get("messagesScanned"),
+                                             saved_receipts=(update.patch.get("progress") or {}).get("savedReceipts")))
+                if update.event:
+                    self.events.post(item.meta, *update.event)
+            return True
+        started = st.parse_time(current.get("startedAt"))
+        last = self.writer.last_deferred_write(key)
+        interval = runs.progress_interval(started, _now(), self.settings.progress_interval,
+                                          self.settings.progress_max_interval)
+        delay = interval if last is None else max(0.0, interval - (time.monotonic() - last))
+        self.writer.defer(key, update.patch, delay=delay, lock=item.lock)
+        return False
+
+    # --- the end of an attempt -----------------------------------------------------------------------------
+    async def end_attempt(self, item: Resource, key: Key, reason: str, detail: str,
+                          extra: Mapping[str, Any] | None = None, stop_job: bool = True) -> None:
+        """The current attempt failed or was lost (the caller holds the lock): retry or fail the run."""
+        current = self.writer.view(key)
+        attempt = int(current.get("attempt") or 1)
+        old_job_id = current.get("jobId") or ""
+        old_job_name = current.get("workerJob") or runs.job_name_for(item.meta, int(current.get("runId") or 1), attempt)
+        decision = runs.after_failure(attempt, item.spec, reason, detail)
+        now = _now()
+        extra = dict(extra or {})
+        if isinstance(decision, runs.Retry):
+            previous = await self.queue.payload(old_job_id) if old_job_id else None
+            if previous is None:
+                previous = runs.build_payload(item.meta, item.spec, run_id=int(current.get("runId") or 1),
+                                              attempt=attempt, now=now)
+            payload = runs.next_attempt_payload(previous, item.meta, now)
+            await self.queue.enqueue(payload, score=now.timestamp())
+            patch = {**extra, **st.retrying(current, reason=reason, detail=detail,
+                                            next_attempt=decision.next_attempt,
+                                            max_attempts=decision.max_attempts, job_id=payload.job_id,
+                                            now=now, spec=item.spec)}
+            if await self.writer.write(key, patch):
+                logger.warning("attempt ended, retrying", extra=_log_extra(
+                    key, job_id=old_job_id, reason=reason, error=detail, next_attempt=decision.next_attempt))
+                self.events.post(item.meta, WARNING, reason, patch["message"])
+            self.wake()
+        else:
+            patch = st.failed(current, reason=decision.reason, message=decision.message, now=now,
+                              spec=item.spec, extra=extra)
+            if await self.writer.write(key, patch):
+                logger.warning("run failed", extra=_log_extra(key, job_id=old_job_id, reason=decision.reason,
+                                                              error=detail))
+                self.events.post(item.meta, WARNING, decision.reason, decision.message)
+        # The old attempt must not go on beside the new one (a hung worker still holds its slot).
+        await self.queue.dequeue(old_job_id)
+        if stop_job:
+            await self._stop_job(key[0], old_job_name, only_if_active=True)
+
+    async def _stop_job(self, namespace: str, name: str, *, only_if_active: bool) -> None:
+        job = self.jobs.get(namespace, name)
+        if job is None or (only_if_active and not jobs.is_active(job)):
+            return
+        try:
+            await self.kube.delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", propagation="Background")
+        except ApiError as exc:
+            if exc.status != 404:
+                logger.warning("could not delete worker Job %s: %s", name, exc)
+
+    # --- watchdog (from a kopf daemon per resource) ----------------------------------------------------------
+    async def tick(self, key: Key, *, resync: bool) -> None:
+        item = self.resources.get(key)
+        if item is None:
+            return
+        if resync and runs.next_run(item.meta, self.writer.view(key)) is not None:
+            await self.start_run(key)  # e.g. a run that could not start while Redis was away
+        if resync and self.writer.pending(key) and not self.writer.scheduled(key):
+            async with item.lock:
+                await self.writer.write(key, {})  # news left over from a failed status patch
+        if st.is_active(self.writer.view(key)):
+            await self.check(key)
+
+    async def check(self, key: Key) -> None:
+        """Is the current attempt still alive? Catches what the stream can miss: a final heartbeat
+        that came while we were down, a worker that died silently, a Job that failed or vanished."""
+        item = self.resources.get(key)
+        if item is None or item.meta.get("deletionTimestamp"):
+            return
+        async with item.lock:
+            current = self.writer.view(key)
+            job_id = current.get("jobId")
+            if current.get("phase") not in (contract.PHASE_QUEUED, contract.PHASE_STARTED) or not job_id:
+                return
+            hb = await self.queue.heartbeat(job_id)
+            if hb and await self._apply_heartbeat(item, key, hb):
+                return
+            current = self.writer.view(key)
+            parsed = runs.parse_job_id(job_id)
+            if parsed is None:
+                return
+            job_name = runs.job_name_for(item.meta, parsed[2], parsed[3])
+            job = self.jobs.get(key[0], job_name)
+            if job is None and await self.queue.contains(job_id):
+                return  # still waiting for a slot
+            if job is None and not await self._job_exists(key[0], job_name):
+                if current.get("phase") == contract.PHASE_QUEUED and not current.get("workerJob"):
+                    await self._requeue(item, key, current)  # the queue lost it (e.g. Redis restarted)
+                    return
+                state = runs.JOB_GONE
+            else:
+                state = jobs.state(self.jobs.get(key[0], job_name))
+            bad_for = self.jobs.bad_for(key[0], job_name, state, time.monotonic())
+            verdict = runs.check_attempt(
+                current, item.spec, now=_now(), last_heartbeat=st.parse_time(hb.get(contract.HB_TIME)),
+                job_state=state, job_bad_for=bad_for, heartbeat_timeout=self.settings.heartbeat_timeout,
+                job_gone_grace=self.settings.job_gone_grace,
+            )
+            if verdict is not None:
+                self.jobs.forget_bad(key[0], job_name)
+                await self.end_attempt(item, key, *verdict)
+
+    async def _requeue(self, item: Resource, key: Key, current: Mapping[str, Any]) -> None:
+        job_id = current["jobId"]
+        parsed = runs.parse_job_id(job_id)
+        payload: JobPayload | None = await self.queue.payload(job_id)
+        if payload is None and parsed is not None:
+            payload = runs.build_payload(item.meta, item.spec, run_id=parsed[2], attempt=parsed[3], now=_now())
+        if payload is None:
+            return
+        enqueued = st.parse_time(current.get("enqueuedAt")) or _now()
+        await self.queue.enqueue(payload, score=enqueued.timestamp())
+        logger.warning("re-enqueued a queued attempt missing from the queue", extra=_log_extra(key, job_id=job_id))
+        self.wake()
+
+    # --- deletion ----------------------------------------------------------------------------------------------
+    async def cleanup(self, body: Mapping[str, Any]) -> None:
+        """Cancel queued work, stop running attempts, then let the finalizer go. Redis being away
+        delays this by at most delete_redis_timeout, then it goes on with a Warning Event."""
+        key = key_of(body)
+        meta = dict(body.get("metadata") or {})
+        item = self.resources.get(key)
+        lock = item.lock if item is not None else asyncio.Lock()
+        async with lock:
+            current = self.writer.view(key) if item is not None else dict(body.get("status") or {})
+            prefix = f"{meta.get('namespace')}.{meta.get('name')}.{str(meta.get('uid', ''))[:8]}."
+            redis_ok = True
+            try:
+                async with asyncio.timeout(self.settings.delete_redis_timeout):
+                    await self._cancel_queued(prefix, current.get("jobId"))
+            except (TimeoutError, RedisError, OSError) as exc:
+                redis_ok = False
+                logger.warning("Redis unavailable during cleanup: %s", exc, extra=_log_extra(key))
+            stopped = await self._delete_jobs_of(meta)
+            if stopped:
+                self.events.post(meta, NORMAL, contract.REASON_CANCELLED,
+                                 f"Deleted worker Job(s) {', '.join(stopped)}")
+            if not redis_ok:
+                self.events.post(meta, WARNING, "CleanupIncomplete",
+                                 "Redis was unreachable: queued work may linger until it expires; "
+                                 "releasing the resource anyway")
+            self.forget(key)
+        self.wake()
+
+    async def _cancel_queued(self, prefix: str, job_id: str | None) -> None:
+        ids = {e.job_id for e in await self.queue.entries() if e.job_id.startswith(prefix)}
+        if job_id:
+            ids.add(job_id)
+        await self.queue.forget(*ids)
+
+    async def _delete_jobs_of(self, meta: Mapping[str, Any]) -> list[str]:
+        namespace = meta.get("namespace", "")
+        listing = await self.kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                                      params={"labelSelector": jobs.worker_selector()})
+        deleted = []
+        for job in listing.get("items") or []:
+            owners = (job.get("metadata") or {}).get("ownerReferences") or []
+            if not any(o.get("uid") == meta.get("uid") for o in owners):
+                continue
+            name = job["metadata"]["name"]
+            try:
+                await self.kube.delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", propagation="Background")
+                deleted.append(name)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+        return deleted
+
+    def _update_phase_metrics(self) -> None:
+        counts = self.resources.phases()
+        for phase in (*contract.PHASES, "None"):
+            metrics.RUNS_BY_PHASE.labels(phase).set(counts.get(phase, 0))

@@ -1,0 +1,75 @@
+"""The Redis side of the queue: job payloads, the per-priority sorted sets, heartbeat hashes.
+
+Enqueueing is idempotent: ``ZADD NX`` with the deterministic job id keeps the first score, so a
+restarted operator re-enqueueing the same attempt neither duplicates it nor loses its place.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from receiptsync_common import contract
+from receiptsync_common.jobspec import JobPayload
+
+from .dispatch import Entry
+
+
+class Queue:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> "Queue":
+        return cls(aioredis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def enqueue(self, payload: JobPayload, score: float) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(contract.job_key(payload.job_id), payload.to_json(), ex=contract.JOB_PAYLOAD_TTL_SECONDS)
+            pipe.zadd(contract.queue_key(payload.priority), {payload.job_id: score}, nx=True)
+            await pipe.execute()
+
+    async def entries(self) -> list[Entry]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for priority in contract.PRIORITIES:
+                pipe.zrange(contract.queue_key(priority), 0, -1, withscores=True)
+            results = await pipe.execute()
+        return [
+            Entry(job_id=job_id, priority=priority, score=float(score))
+            for priority, members in zip(contract.PRIORITIES, results)
+            for job_id, score in members
+        ]
+
+    async def contains(self, job_id: str) -> bool:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for priority in contract.PRIORITIES:
+                pipe.zscore(contract.queue_key(priority), job_id)
+            return any(score is not None for score in await pipe.execute())
+
+    async def dequeue(self, *job_ids: str) -> None:
+        if not job_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for priority in contract.PRIORITIES:
+                pipe.zrem(contract.queue_key(priority), *job_ids)
+            await pipe.execute()
+
+    async def forget(self, *job_ids: str) -> None:
+        """Dequeue and drop the payloads (cancelled or stale attempts)."""
+        if not job_ids:
+            return
+        await self.dequeue(*job_ids)
+        await self.redis.delete(*[contract.job_key(j) for j in job_ids])
+
+    async def payload(self, job_id: str) -> JobPayload | None:
+        raw = await self.redis.get(contract.job_key(job_id))
+        return JobPayload.from_json(raw) if raw else None
+
+    async def heartbeat(self, job_id: str) -> dict[str, Any]:
+        return await self.redis.hgetall(contract.heartbeat_key(job_id))
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
