@@ -133,7 +133,7 @@ class ResourceHandlers:
     @staticmethod
     def _write_options(request: web.Request) -> WriteOptions:
         query = request.query
-        validation = query.get("fieldValidation", "Strict")  # kubectl 1.33 sends Strict by default
+        validation = query.get("fieldValidation", "Warn")  # the API default; kubectl sends Strict itself
         if validation not in ("Strict", "Warn", "Ignore"):
             raise bad_request(f"fieldValidation must be one of Strict, Warn, Ignore, not {validation!r}")
         return WriteOptions(dry_run="All" in query.getall("dryRun", []), field_manager=query.get("fieldManager"),
