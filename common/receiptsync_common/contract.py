@@ -175,3 +175,20 @@ JOB_ID_ANNOTATION = f"{GROUP}/job-id"
 # Where the operator remembers the last heartbeat-stream entry it has applied (survives restarts);
 # suffixed with ":<namespace>" (or ":*" for all) so operators scoped to different namespaces keep apart.
 OPERATOR_STREAM_CURSOR_KEY = KEY_PREFIX + "operator:events-cursor"
+
+# --- scheduling and worker connections, added by the scheduling work (issue 5) ------------------------
+# A run stopped because concurrencyPolicy Replace started a newer one.
+REASON_REPLACED = "Replaced"
+# The operator's connection Secret (below) is missing from the ReceiptSync's namespace, or lacks a key.
+REASON_CONNECTION_SECRET_MISSING = "ConnectionSecretMissing"
+# Names a Secret that must exist in each ReceiptSync's namespace, holding the worker's connection URLs
+# (they may carry passwords) under the keys below; worker Jobs then get them by secretKeyRef instead
+# of as plain env values. Empty (default): plain values from REDIS_URL / RECEIPTSYNC_WORKER_* settings.
+OPERATOR_ENV_WORKER_CONNECTION_SECRET = "RECEIPTSYNC_WORKER_CONNECTION_SECRET"
+CONNECTION_SECRET_REDIS_URL_KEY = "redis-url"
+CONNECTION_SECRET_DATABASE_URL_KEY = "database-url"
+# Testing knob, never set in production: a file holding a number of seconds added to the clock the
+# scheduler reads (re-read whenever the file changes), so tests can move scheduled time without waiting.
+OPERATOR_ENV_TEST_CLOCK_OFFSET_FILE = "RECEIPTSYNC_TEST_CLOCK_OFFSET_FILE"
+# Per-resource "Redis unavailable" warnings are logged at most once per this many seconds (default 60).
+OPERATOR_ENV_REDIS_WARNING_INTERVAL = "RECEIPTSYNC_REDIS_WARNING_INTERVAL_SECONDS"

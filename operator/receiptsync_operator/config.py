@@ -42,6 +42,13 @@ class Settings:
     # Deleting a resource waits at most this long for Redis before releasing it anyway.
     delete_redis_timeout: float = 10.0
     check_interval: float = 1.0
+    # Worker Jobs take REDIS_URL/DATABASE_URL from this Secret (in the ReceiptSync's namespace) by
+    # secretKeyRef instead of plain values; empty: plain values (sandbox, trials).
+    worker_connection_secret: str = ""
+    # Testing knob: scheduled time = system time + the seconds in this file (see clock.py).
+    test_clock_offset_file: str = ""
+    # Per-resource "Redis unavailable" warnings at most this often.
+    redis_warning_interval: float = 60.0
 
     @property
     def effective_worker_redis_url(self) -> str:
@@ -68,6 +75,9 @@ def _env_names() -> dict[str, str]:
         "identity": contract.OPERATOR_ENV_POD_NAME,
         "log_level": contract.OPERATOR_ENV_LOG_LEVEL,
         "delete_redis_timeout": contract.OPERATOR_ENV_DELETE_REDIS_TIMEOUT,
+        "worker_connection_secret": contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET,
+        "test_clock_offset_file": contract.OPERATOR_ENV_TEST_CLOCK_OFFSET_FILE,
+        "redis_warning_interval": contract.OPERATOR_ENV_REDIS_WARNING_INTERVAL,
     }
 
 

@@ -21,13 +21,15 @@ from receiptsync_common.jobspec import JobPayload
 
 from . import dispatch, jobs, metrics, runs, validation
 from . import status as st
+from .clock import Clock, from_offset_file
 from .config import Settings
 from .events import NORMAL, WARNING, Events
 from .heartbeats import HeartbeatConsumer
 from .kube import ApiError, Kube, core_path, custom_path
 from .queue import Queue
+from .ratelimit import Throttle
 from .store import Key, Resource, Resources, WorkerJobs, key_of
-from .writer import StatusWriter, status_fields
+from .writer import StatusWriter, apply, status_fields
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,13 @@ def _log_extra(key: Key, **more: Any) -> dict[str, Any]:
 
 
 class Controller:
-    def __init__(self, settings: Settings, kube: Kube, queue: Queue, events: Events) -> None:
+    def __init__(self, settings: Settings, kube: Kube, queue: Queue, events: Events,
+                 clock: Clock | None = None) -> None:
         self.settings = settings
+        # The scheduler's time (ticks, lastScheduleTime, nextScheduleTime); see clock.py.
+        self.clock = clock or from_offset_file(settings.test_clock_offset_file)
+        self._schedule_memo: dict[Key, tuple[tuple, dt.datetime | None]] = {}
+        self._redis_warnings = Throttle(settings.redis_warning_interval)
         self.kube = kube
         self.queue = queue
         self.events = events
@@ -118,13 +125,27 @@ class Controller:
     async def observe(self, body: Mapping[str, Any]) -> None:
         """Every watch event: refresh the cache; start a run if one is due."""
         item = self.resources.observe(body)
-        if runs.next_run(item.meta, self.writer.view(key_of(body))) is not None:
-            await self.start_run(key_of(body))
+        key = key_of(body)
+        if runs.next_run(item.meta, self.writer.view(key), item.spec) is not None:
+            try:
+                await self.start_run(key)
+            except (RedisError, OSError) as exc:
+                # The watchdog's resync starts it once Redis is back.
+                self.redis_unavailable(key, exc)
+
+    def redis_unavailable(self, key: Key, exc: BaseException) -> None:
+        """One warning per resource per redis_warning_interval, however often it is retried."""
+        held = self._redis_warnings.allow(key)
+        if held is not None:
+            logger.warning("Redis unavailable, will retry: %s%s", exc,
+                           f" ({held} similar warnings suppressed)" if held else "", extra=_log_extra(key))
 
     def forget(self, key: Key) -> None:
         self.resources.forget(key)
         self.writer.drop(key)
         self._waiting_written.pop(key, None)
+        self._schedule_memo.pop(key, None)
+        self._redis_warnings.reset(key)
         self._update_phase_metrics()
 
     async def _read_secret(self, namespace: str, spec: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
@@ -144,39 +165,133 @@ class Controller:
                 return False, None
             raise
 
+    async def _read_connection_secret(self, namespace: str) -> str | None:
+        """With RECEIPTSYNC_WORKER_CONNECTION_SECRET set: why a worker could not get its connection
+        URLs in this namespace (None: fine, or not checkable without RBAC to read Secrets)."""
+        name = self.settings.worker_connection_secret
+        if not name:
+            return None
+        try:
+            secret = await self.kube.get(core_path("secrets", namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return (f"Secret {name!r} (operator setting {contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET}) "
+                        f"does not exist in namespace {namespace!r}; workers get their Redis and database "
+                        "URLs from it")
+            if exc.status == 403:
+                return None
+            raise
+        data = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+        missing = [k for k in (contract.CONNECTION_SECRET_REDIS_URL_KEY, contract.CONNECTION_SECRET_DATABASE_URL_KEY)
+                   if not data.get(k)]
+        if missing:
+            return (f"Secret {name!r} (operator setting {contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET}) in "
+                    f"namespace {namespace!r} has no {' or '.join(repr(k) for k in missing)}")
+        return None
+
     async def start_run(self, key: Key) -> None:
+        """A run for a spec edit or a run-now value, if one is due and no run is going."""
         item = self.resources.get(key)
         if item is None:
             return
         async with item.lock:
             current = self.writer.view(key)
-            trigger = runs.next_run(item.meta, current)
+            trigger = runs.next_run(item.meta, current, item.spec)
             if trigger is None:
                 return
-            now = _now()
-            run_id = runs.next_run_id(current)
-            common = dict(now=now, generation=trigger.generation, run_now=trigger.run_now,
-                          trigger=trigger.kind, spec=item.spec)
-            try:
-                checkable, secret = await self._read_secret(key[0], item.spec)
-                validation.validate(item.spec, secret, check_secret=checkable)
-                payload = runs.build_payload(item.meta, item.spec, run_id=run_id, attempt=1, now=now)
-            except validation.InvalidSpec as exc:
-                message = str(exc)
-                logger.warning("invalid spec: %s", message, extra=_log_extra(key, run=run_id))
-                if await self.writer.write(key, st.invalid_spec(current, message=message, run_id=run_id, **common)):
-                    self.events.post(item.meta, WARNING, contract.REASON_INVALID_SPEC, message)
-                return
-            # Redis first: a status that says Queued is always backed by a queue entry.
-            await self.queue.enqueue(payload, score=now.timestamp())
-            patch = st.queued(current, run_id=run_id, job_id=payload.job_id,
-                              date_range=runs.known_range(payload), **common)
-            if await self.writer.write(key, patch):
-                logger.info("run queued", extra=_log_extra(key, run=run_id, job_id=payload.job_id,
-                                                             priority=payload.priority, trigger=trigger.kind))
-                self.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
-                                 f"Run {run_id} queued with priority {payload.priority} ({trigger.kind})")
+            await self._start(item, key, current, trigger)
         self.wake()
+
+    async def _start(self, item: Resource, key: Key, current: Mapping[str, Any], trigger: runs.Trigger, *,
+                     replace: bool = False, extra: Mapping[str, Any] | None = None) -> bool:
+        """Start a run for ``trigger`` (the caller holds the lock); ``extra``: status news to write
+        with it. With ``replace``, runs still going are stopped first. True if the status was written."""
+        now = _now()
+        run_id = runs.next_run_id(current)
+        common = dict(now=now, generation=trigger.generation, run_now=trigger.run_now,
+                      trigger=trigger.kind, spec=item.spec, schedule_time=trigger.schedule_time)
+        reason = contract.REASON_INVALID_SPEC
+        try:
+            checkable, secret = await self._read_secret(key[0], item.spec)
+            validation.validate(item.spec, secret, check_secret=checkable)
+            payload = runs.build_payload(item.meta, item.spec, run_id=run_id, attempt=1, now=now)
+            problem = await self._read_connection_secret(key[0])
+            if problem:
+                reason = contract.REASON_CONNECTION_SECRET_MISSING
+                raise validation.InvalidSpec(problem)
+        except validation.InvalidSpec as exc:
+            message = str(exc)
+            logger.warning("run cannot start: %s", message, extra=_log_extra(key, run=run_id, reason=reason))
+            patch = {**(extra or {}), **st.invalid_spec(current, message=message, run_id=run_id, reason=reason,
+                                                         **common)}
+            if await self.writer.write(key, patch):
+                self.events.post(item.meta, WARNING, reason, message)
+                return True
+            return False
+        if replace:
+            # Replace: the runs still going end first (their attempts out of the queue, Jobs deleted).
+            stop_patch, stopped = st.replaced(current, new_run_id=run_id, now=now)
+            for entry in stopped:
+                await self._stop_run(item, key, entry, f"Run {entry.get('runId')} stopped: run {run_id} "
+                                                       "replaces it (concurrencyPolicy Replace)")
+            current = apply(current, stop_patch)
+        # Redis first: a status that says Queued is always backed by a queue entry.
+        await self.queue.enqueue(payload, score=now.timestamp())
+        patch = {**(extra or {}), **st.queued(current, run_id=run_id, job_id=payload.job_id,
+                                               date_range=runs.known_range(payload), **common)}
+        if not await self.writer.write(key, patch):
+            return False
+        logger.info("run queued", extra=_log_extra(key, run=run_id, job_id=payload.job_id,
+                                                     priority=payload.priority, trigger=trigger.kind))
+        why = trigger.kind if trigger.schedule_time is None else f"scheduled for {st.rfc3339(trigger.schedule_time)}"
+        self.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
+                         f"Run {run_id} queued with priority {payload.priority} ({why})")
+        return True
+
+    async def _stop_run(self, item: Resource, key: Key, entry: Mapping[str, Any], message: str) -> None:
+        job_id = entry.get("jobId") or ""
+        parsed = runs.parse_job_id(job_id)
+        await self.queue.dequeue(job_id)
+        job_name = entry.get("workerJob") or (runs.job_name_for(item.meta, parsed[2], parsed[3]) if parsed else "")
+        if job_name:
+            if self.jobs.get(key[0], job_name) is None:
+                await self._job_exists(key[0], job_name)
+            await self._stop_job(key[0], job_name, only_if_active=True)
+        logger.info("run stopped", extra=_log_extra(key, job_id=job_id, run=entry.get("runId")))
+        self.events.post(item.meta, WARNING, contract.REASON_REPLACED, message)
+
+    # --- the schedule ---------------------------------------------------------------------------------
+    async def schedule(self, key: Key) -> None:
+        """Start a run for a due tick, skip it, or just keep nextScheduleTime right. Cheap when
+        nothing can have changed: the decision is only recomputed when its inputs change or the
+        next tick has come."""
+        item = self.resources.get(key)
+        if item is None or not runs.is_scheduled(item.spec):
+            self._schedule_memo.pop(key, None)
+            return
+        now = self.clock.now()
+        memo = self._schedule_memo.get(key)
+        if memo is not None and memo[0] == runs.schedule_inputs(item.meta, item.spec, self.writer.view(key)) \
+                and (memo[1] is None or now < memo[1]):
+            return
+        async with item.lock:
+            current = self.writer.view(key)
+            step = runs.schedule_step(item.meta, item.spec, current, now)
+            if step is None:
+                return
+            if step.trigger is not None:
+                written = await self._start(item, key, current, step.trigger, replace=step.replace, extra=step.patch)
+            else:
+                written = await self.writer.write(key, step.patch) if step.patch else True
+            if not written:
+                return  # try again on the next tick
+            for event in step.events:
+                self.events.post(item.meta, *event)
+                logger.info(event[2], extra=_log_extra(key, reason=event[1]))
+            self._schedule_memo[key] = (runs.schedule_inputs(item.meta, item.spec, self.writer.view(key)),
+                                        step.next_time)
+        if step.trigger is not None:
+            self.wake()
 
     # --- dispatch --------------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -230,8 +345,8 @@ class Controller:
             return
         async with item.lock:
             current = self.writer.view(key)
-            if (current.get("jobId") != job_id or current.get("phase") in contract.TERMINAL_PHASES
-                    or item.meta.get("deletionTimestamp")):
+            is_current = st.is_current_job(current, job_id)
+            if (not is_current and st.background_run_of(current, job_id) is None) or item.meta.get("deletionTimestamp"):
                 logger.info("dropping stale queue entry", extra=_log_extra(key, job_id=job_id))
                 await self.queue.forget(job_id)
                 return
@@ -256,8 +371,12 @@ class Controller:
             metrics.JOBS_CREATED.inc()
             logger.info("worker Job created", extra=_log_extra(key, job_id=job_id, job=job_name,
                                                                run=run_id, attempt=attempt))
-            self.writer.defer(key, st.worker_starting(current, job_name=job_name),
-                              delay=WORKER_STARTING_DELAY, lock=item.lock)
+            if is_current:
+                self.writer.defer(key, st.worker_starting(current, job_name=job_name),
+                                  delay=WORKER_STARTING_DELAY, lock=item.lock)
+            else:
+                self.writer.defer(key, {"runs": st.upsert_run(current.get("runs"), {
+                    "runId": run_id, "workerJob": job_name})}, delay=WORKER_STARTING_DELAY, lock=item.lock)
             self.events.post(item.meta, NORMAL, "WorkerJobCreated",
                              f"Created worker Job {job_name} for run {run_id}, attempt {attempt}")
 
@@ -366,6 +485,9 @@ class Controller:
         current = self.writer.view(key)
         update = st.from_heartbeat(current, item.spec, hb, _now())
         if update is None:
+            background = st.background_heartbeat(current, item.spec, hb, _now())
+            if background is not None and await self.writer.write(key, background[0]):
+                self.events.post(item.meta, *background[1])
             return False
         hb_time = st.parse_time(hb.get(contract.HB_TIME))
         hb_epoch = hb_time.timestamp() if hb_time else None
@@ -445,13 +567,19 @@ class Controller:
         item = self.resources.get(key)
         if item is None:
             return
-        if resync and runs.next_run(item.meta, self.writer.view(key)) is not None:
-            await self.start_run(key)  # e.g. a run that could not start while Redis was away
-        if resync and self.writer.pending(key) and not self.writer.scheduled(key):
-            async with item.lock:
-                await self.writer.write(key, {})  # news left over from a failed status patch
-        if st.is_active(self.writer.view(key)):
-            await self.check(key)
+        try:
+            await self.schedule(key)
+            if resync and runs.next_run(item.meta, self.writer.view(key), item.spec) is not None:
+                await self.start_run(key)  # e.g. a run that could not start while Redis was away
+            if resync and self.writer.pending(key) and not self.writer.scheduled(key):
+                async with item.lock:
+                    await self.writer.write(key, {})  # news left over from a failed status patch
+            if st.has_active_run(self.writer.view(key)):
+                await self.check(key)
+        except (RedisError, OSError) as exc:
+            self.redis_unavailable(key, exc)
+            return
+        self._redis_warnings.reset(key)
 
     async def check(self, key: Key) -> None:
         """Is the current attempt still alive? Catches what the stream can miss: a final heartbeat
@@ -459,6 +587,9 @@ class Controller:
         item = self.resources.get(key)
         if item is None or item.meta.get("deletionTimestamp"):
             return
+        if st.background_runs(self.writer.view(key)):
+            async with item.lock:
+                await self._check_background(item, key)
         async with item.lock:
             current = self.writer.view(key)
             job_id = current.get("jobId")
@@ -472,25 +603,68 @@ class Controller:
             if parsed is None:
                 return
             job_name = runs.job_name_for(item.meta, parsed[2], parsed[3])
-            job = self.jobs.get(key[0], job_name)
-            if job is None and await self.queue.contains(job_id):
+            state = await self._attempt_state(key, job_name, job_id)
+            if state is None:
                 return  # still waiting for a slot
-            if job is None and not await self._job_exists(key[0], job_name):
-                if current.get("phase") == contract.PHASE_QUEUED and not current.get("workerJob"):
-                    await self._requeue(item, key, current)  # the queue lost it (e.g. Redis restarted)
-                    return
-                state = runs.JOB_GONE
-            else:
-                state = jobs.state(self.jobs.get(key[0], job_name))
-            bad_for = self.jobs.bad_for(key[0], job_name, state, time.monotonic())
-            verdict = runs.check_attempt(
-                current, item.spec, now=_now(), last_heartbeat=st.parse_time(hb.get(contract.HB_TIME)),
-                job_state=state, job_bad_for=bad_for, heartbeat_timeout=self.settings.heartbeat_timeout,
-                job_gone_grace=self.settings.job_gone_grace,
-            )
+            if state == runs.JOB_GONE and current.get("phase") == contract.PHASE_QUEUED and not current.get("workerJob"):
+                await self._requeue(item, key, current)  # the queue lost it (e.g. Redis restarted)
+                return
+            verdict = self._verdict(item, key, job_name, current, state, hb)
             if verdict is not None:
-                self.jobs.forget_bad(key[0], job_name)
                 await self.end_attempt(item, key, *verdict)
+
+    async def _attempt_state(self, key: Key, job_name: str, job_id: str) -> str | None:
+        """runs.JOB_* of an attempt's worker Job; None while the attempt still waits in the queue."""
+        job = self.jobs.get(key[0], job_name)
+        if job is None and await self.queue.contains(job_id):
+            return None
+        if job is None and not await self._job_exists(key[0], job_name):
+            return runs.JOB_GONE
+        return jobs.state(self.jobs.get(key[0], job_name))
+
+    def _verdict(self, item: Resource, key: Key, job_name: str, view: Mapping[str, Any], state: str,
+                 hb: Mapping[str, str]) -> tuple[str, str] | None:
+        """runs.check_attempt for one attempt ((reason, detail) when it is lost or late)."""
+        verdict = runs.check_attempt(
+            view, item.spec, now=_now(), last_heartbeat=st.parse_time(hb.get(contract.HB_TIME)),
+            job_state=state, job_bad_for=self.jobs.bad_for(key[0], job_name, state, time.monotonic()),
+            heartbeat_timeout=self.settings.heartbeat_timeout, job_gone_grace=self.settings.job_gone_grace,
+        )
+        if verdict is not None:
+            self.jobs.forget_bad(key[0], job_name)
+        return verdict
+
+    async def _check_background(self, item: Resource, key: Key) -> None:
+        """The overlapping older runs (concurrencyPolicy Allow): a final heartbeat the stream missed,
+        or a worker Job that failed, ran past its deadline or vanished, ends the run (no retry)."""
+        for entry in st.background_runs(self.writer.view(key)):
+            job_id = entry["jobId"]
+            hb = await self.queue.heartbeat(job_id)
+            if hb:
+                await self._apply_heartbeat(item, key, hb)
+            current = self.writer.view(key)
+            entry = st.background_run_of(current, job_id)
+            parsed = runs.parse_job_id(job_id)
+            if entry is None or parsed is None:
+                continue
+            job_name = runs.job_name_for(item.meta, parsed[2], parsed[3])
+            state = await self._attempt_state(key, job_name, job_id)
+            if state is None:
+                continue  # still waiting for a slot
+            view = {"phase": entry.get("phase"), "workerJob": job_name,
+                    "startedAt": entry.get("startedAt") or entry.get("startTime")}
+            verdict = self._verdict(item, key, job_name, view, state, hb)
+            if verdict is None:
+                continue
+            reason, detail = verdict
+            message = (f"Run {entry.get('runId')}, overlapping a newer run, failed with {reason}: {detail}; "
+                       "overlapping runs are not retried")
+            patch = st.end_background_run(current, entry, phase=contract.PHASE_FAILED, reason=reason,
+                                          message=message, now=_now(), spec=item.spec)
+            if await self.writer.write(key, patch):
+                self.events.post(item.meta, WARNING, reason, message)
+            await self.queue.dequeue(job_id)
+            await self._stop_job(key[0], job_name, only_if_active=True)
 
     async def _requeue(self, item: Resource, key: Key, current: Mapping[str, Any]) -> None:
         job_id = current["jobId"]

@@ -2,7 +2,8 @@
 backoff for Job creations the API refuses (RBAC, ResourceQuota).
 
 Each Job gets only its own resource's credentials, through a secretKeyRef: no worker ever holds
-another tenant's Secret, and credentials never pass through Redis.
+another tenant's Secret, and credentials never pass through Redis. With
+RECEIPTSYNC_WORKER_CONNECTION_SECRET set, the Redis and PostgreSQL URLs come by secretKeyRef too.
 """
 from __future__ import annotations
 
@@ -50,12 +51,17 @@ def worker_selector() -> str:
 
 def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
     secret_name, secret_key = validation.secret_ref(spec)
-    env: list[dict[str, Any]] = [
-        {"name": contract.ENV_JOB_ID, "value": payload.job_id},
-        {"name": contract.ENV_REDIS_URL, "value": settings.effective_worker_redis_url},
-    ]
-    if settings.worker_database_url:
-        env.append({"name": contract.ENV_DATABASE_URL, "value": settings.worker_database_url})
+    env: list[dict[str, Any]] = [{"name": contract.ENV_JOB_ID, "value": payload.job_id}]
+    if settings.worker_connection_secret:
+        # URLs that may carry passwords come from a Secret in the resource's namespace, by reference.
+        for name, key in ((contract.ENV_REDIS_URL, contract.CONNECTION_SECRET_REDIS_URL_KEY),
+                          (contract.ENV_DATABASE_URL, contract.CONNECTION_SECRET_DATABASE_URL_KEY)):
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {
+                "name": settings.worker_connection_secret, "key": key}}})
+    else:
+        env.append({"name": contract.ENV_REDIS_URL, "value": settings.effective_worker_redis_url})
+        if settings.worker_database_url:
+            env.append({"name": contract.ENV_DATABASE_URL, "value": settings.worker_database_url})
     if settings.worker_gmail_api_endpoint:
         env.append({"name": contract.ENV_GMAIL_API_ENDPOINT, "value": settings.worker_gmail_api_endpoint})
     env.append({

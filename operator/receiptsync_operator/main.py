@@ -18,8 +18,19 @@ from .leader import LeaderElector
 logger = logging.getLogger("receiptsync_operator")
 
 
+async def serve_metrics(port: int):
+    """The /metrics and /healthz endpoint, or None when the port is taken: one clear ERROR, and the
+    operator works on without it (two replicas on one host, as in the sandbox, would clash)."""
+    try:
+        return await metrics.serve(port)
+    except OSError as exc:
+        logger.error("metrics port %s is not available (%s); running without /metrics and /healthz", port, exc,
+                     extra={"port": port})
+        return None
+
+
 async def run(config: Settings) -> int:
-    runner = await metrics.serve(config.metrics_port)
+    runner = await serve_metrics(config.metrics_port)
     kube = Kube()
     elector = LeaderElector(kube, namespace=config.lease_namespace, name=config.lease_name,
                             identity=config.identity, duration=config.lease_duration)
@@ -66,7 +77,8 @@ async def run(config: Settings) -> int:
         return 0
     finally:
         await kube.close()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:

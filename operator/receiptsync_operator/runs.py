@@ -1,9 +1,21 @@
 """Pure run and attempt decisions: when a new run starts, what its payload is, whether a failed
 attempt is retried, and whether a running attempt is lost or late.
 
-A resource without a schedule runs once per ``metadata.generation`` and once per new value of the
-run-now annotation. A trigger that arrives while a run is still going waits for that run to end
-(it is never dropped and never stops work in progress).
+This module is the one place that decides what starts a run:
+
+* :func:`pending_trigger` - a resource without a schedule runs once per ``metadata.generation``
+  (``status.observedGeneration`` remembers the generation of the newest run); both kinds run once per
+  new value of the run-now annotation (``status.observedRunNow`` remembers the value the newest run
+  started under). Such a trigger that arrives while a run is still going waits for that run to end
+  (it is never dropped and never stops work in progress). A scheduled resource does not run for a
+  spec edit: the edit changes what its next ticks do. Only an edit whose ``schedule``/``timeZone``
+  cannot work runs "once" - as a run that fails at once with InvalidSpec, so status says why no tick
+  will ever come.
+* :func:`schedule_step` - for a scheduled resource, what the schedule asks for at ``now`` (CronJob
+  semantics, see :mod:`schedule`), with the status fields that remember it: ``lastScheduleTime``
+  (the tick of the newest run the schedule started), ``lastSkippedScheduleTime`` (the newest tick
+  that got no run: Forbid with a run going, or past ``startingDeadlineSeconds``; it is never run
+  late) and ``nextScheduleTime`` (cleared while suspended).
 """
 from __future__ import annotations
 
@@ -15,51 +27,146 @@ from typing import Any
 from receiptsync_common import contract, daterange
 from receiptsync_common.jobspec import JobPayload
 
+from . import schedule
 from . import status as st
 from . import validation
 
 TRIGGER_GENERATION = "generation"
 TRIGGER_RUN_NOW = "run-now"
+TRIGGER_SCHEDULE = "schedule"
 
 
 @dataclasses.dataclass(frozen=True)
 class Trigger:
-    kind: str  # TRIGGER_GENERATION | TRIGGER_RUN_NOW
+    kind: str  # TRIGGER_GENERATION | TRIGGER_RUN_NOW | TRIGGER_SCHEDULE
     generation: int | None
     # The run-now annotation's value when the run starts (whatever the trigger), recorded with the
     # run so the same value never starts another one.
     run_now: str | None
+    schedule_time: dt.datetime | None = None  # the tick, for TRIGGER_SCHEDULE
+
+
+def is_scheduled(spec: Mapping[str, Any] | None) -> bool:
+    return bool((spec or {}).get("schedule"))
 
 
 def last_run_now(status: Mapping[str, Any]) -> str | None:
-    """The run-now value the newest run was started under: status.observedRunNow where the schema
-    has it, else the newest status.runs entry (which trimming always keeps)."""
-    if "observedRunNow" in status:
+    """The last run-now value a run was started under: status.observedRunNow where the schema has
+    it, else the newest status.runs entry that records one (trimming always keeps the newest run)."""
+    if status.get("observedRunNow") is not None:
         return status.get("observedRunNow")
-    history = status.get("runs") or []
-    return history[-1].get("runNow") if history else None
+    return next((r["runNow"] for r in reversed(status.get("runs") or []) if r.get("runNow")), None)
 
 
-def pending_trigger(meta: Mapping[str, Any], status: Mapping[str, Any]) -> Trigger | None:
-    """The trigger for a new run, if one is due (whether or not a run is still going)."""
+def _run_now_value(meta: Mapping[str, Any]) -> str | None:
+    value = (meta.get("annotations") or {}).get(contract.RUN_NOW_ANNOTATION)
+    return str(value) if value not in (None, "") else None
+
+
+def pending_trigger(meta: Mapping[str, Any], status: Mapping[str, Any],
+                    spec: Mapping[str, Any] | None = None) -> Trigger | None:
+    """The trigger for a new run from the object itself (spec edit, run-now), if one is due, whether
+    or not a run is still going. Ticks are :func:`schedule_step`'s."""
     if meta.get("deletionTimestamp"):
         return None
     generation = meta.get("generation")
-    run_now = (meta.get("annotations") or {}).get(contract.RUN_NOW_ANNOTATION) or None
+    run_now = _run_now_value(meta)
     if generation is not None and status.get("observedGeneration") != generation:
         # A spec change runs once; a run-now value set at the same time is satisfied by that run.
-        return Trigger(TRIGGER_GENERATION, generation, run_now)
+        if not is_scheduled(spec) or schedule.validate_schedule(spec["schedule"], spec.get("timeZone")):
+            return Trigger(TRIGGER_GENERATION, generation, run_now)
     if run_now is not None and run_now != last_run_now(status):
         return Trigger(TRIGGER_RUN_NOW, generation, run_now)
     return None
 
 
-def next_run(meta: Mapping[str, Any], status: Mapping[str, Any]) -> Trigger | None:
+def next_run(meta: Mapping[str, Any], status: Mapping[str, Any],
+             spec: Mapping[str, Any] | None = None) -> Trigger | None:
     """The trigger to act on now: one is due and no run is in progress."""
-    trigger = pending_trigger(meta, status)
+    trigger = pending_trigger(meta, status, spec)
     if trigger is None or st.is_active(status):
         return None
     return trigger
+
+
+# --- the schedule ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ScheduleStep:
+    trigger: Trigger | None  # a run to start now, for a tick
+    replace: bool  # concurrencyPolicy Replace: stop the runs still going first
+    patch: dict[str, Any]  # status news to write whether or not a run starts (only what changed)
+    events: tuple[tuple[str, str, str], ...]  # (type, reason, message) for Kubernetes Events
+    next_time: dt.datetime | None  # when the schedule next needs a look (None: not before an edit)
+
+
+def last_handled_tick(status: Mapping[str, Any]) -> dt.datetime | None:
+    """The newest tick already handled: run (lastScheduleTime) or skipped (lastSkippedScheduleTime)."""
+    handled = [t for t in (st.parse_time(status.get("lastScheduleTime")),
+                           st.parse_time(status.get("lastSkippedScheduleTime"))) if t is not None]
+    return max(handled) if handled else None
+
+
+def schedule_inputs(meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple:
+    """Everything :func:`schedule_step` reads besides the clock and the run going: while these stay
+    the same, its answer only changes once ``next_time`` has come."""
+    return (meta.get("uid"), meta.get("deletionTimestamp"), spec.get("schedule"), spec.get("timeZone"),
+            spec.get("suspend"), spec.get("startingDeadlineSeconds"), spec.get("concurrencyPolicy"),
+            status.get("lastScheduleTime"), status.get("lastSkippedScheduleTime"), status.get("nextScheduleTime"))
+
+
+def _changed(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in patch.items() if status.get(k) != v}
+
+
+def schedule_step(meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any],
+                  now: dt.datetime) -> ScheduleStep | None:
+    """What the schedule asks for at ``now`` (None: not a scheduled resource, or being deleted).
+
+    At most one run per call, for the most recent due tick (after an outage, ticks missed before it
+    are skipped, as CronJob does); a tick older than startingDeadlineSeconds is skipped; Forbid skips
+    a tick while a run is going, Replace stops that run, Allow runs beside it; suspend starts nothing
+    (ticks missed while suspended are caught up once on resume, as CronJob does).
+    """
+    if not is_scheduled(spec) or meta.get("deletionTimestamp"):
+        return None
+    expr, tz = spec["schedule"], spec.get("timeZone")
+    if schedule.validate_schedule(expr, tz):
+        # pending_trigger reports it (InvalidSpec, once per generation); no tick will ever come.
+        return ScheduleStep(None, False, _changed(status, {"nextScheduleTime": None}), (), None)
+    suspend = bool(spec.get("suspend"))
+    deadline = spec.get("startingDeadlineSeconds")
+    decision = schedule.due_runs(
+        expr, tz, last_schedule_time=last_handled_tick(status),
+        creation_time=st.parse_time(meta.get("creationTimestamp")) or now, now=now,
+        starting_deadline_seconds=None if deadline is None else int(deadline), suspend=suspend,
+    )
+    patch: dict[str, Any] = {"nextScheduleTime": None if suspend else st.rfc3339(decision.next_time)}
+    events: list[tuple[str, str, str]] = []
+    trigger: Trigger | None = None
+    replace = False
+    if decision.run_at is not None:
+        when = st.rfc3339(decision.run_at)
+        action = schedule.concurrency_action(spec.get("concurrencyPolicy"), st.has_active_run(status))
+        if action == schedule.ACTION_SKIP:
+            patch["lastSkippedScheduleTime"] = when
+            events.append(("Normal", "ScheduleSkipped",
+                           f"Skipped the run scheduled for {when}: run {status.get('runId')} is still going "
+                           "(concurrencyPolicy Forbid)"))
+        else:
+            trigger = Trigger(TRIGGER_SCHEDULE, meta.get("generation"), _run_now_value(meta), decision.run_at)
+            replace = action == schedule.ACTION_REPLACE_THEN_START
+        if decision.skipped_missed:
+            about = "about " if decision.many_missed else ""
+            events.append(("Warning", "MissedSchedule",
+                           f"{about}{decision.skipped_missed} earlier scheduled run(s) were missed (operator "
+                           f"down, or suspended); only the most recent, {when}, is handled"))
+    elif decision.too_late and decision.latest_tick is not None:
+        when = st.rfc3339(decision.latest_tick)
+        patch["lastSkippedScheduleTime"] = when
+        events.append(("Warning", "MissedSchedule",
+                       f"Skipped the run scheduled for {when}: it is more than startingDeadlineSeconds "
+                       f"({deadline}s) late"))
+    return ScheduleStep(trigger, replace, _changed(status, patch), tuple(events), decision.next_time)
 
 
 def next_run_id(status: Mapping[str, Any]) -> int:

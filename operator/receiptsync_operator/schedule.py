@@ -46,9 +46,12 @@ Missed ticks (CronJob semantics)
 run, for the most recent tick; older ones are counted as skipped. If that tick is older than
 ``startingDeadlineSeconds`` it is too late and skipped as well. More than :data:`MAX_MISSED_TICKS`
 missed ticks are not enumerated (the count is then an estimate and ``many_missed`` is set).
-Suspended resources start nothing but still report the next tick; like CronJob, ticks missed while
-suspended are caught up once (the most recent, if within the deadline) on resume, unless the caller
-records them as handled.
+Suspended resources start nothing; like CronJob, ticks missed while suspended are caught up once
+(the most recent, if within the deadline) on resume, unless the caller records them as handled.
+
+What starts a run, and which status fields remember it, is decided in :mod:`runs`
+(``runs.pending_trigger`` for spec edits and run-now, ``runs.schedule_step`` for ticks); this module
+only answers questions about the schedule itself.
 """
 from __future__ import annotations
 
@@ -57,12 +60,10 @@ import datetime as dt
 import functools
 import re
 import zoneinfo
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 from croniter import croniter
 
-from receiptsync_common import contract
 
 UTC = dt.timezone.utc
 
@@ -79,13 +80,6 @@ POLICIES = (POLICY_FORBID, POLICY_REPLACE, POLICY_ALLOW)
 ACTION_START = "start"
 ACTION_SKIP = "skip"
 ACTION_REPLACE_THEN_START = "replace_then_start"
-
-TRIGGER_GENERATION = "generation"
-TRIGGER_RUN_NOW = "run-now"
-
-#: status fields run_trigger reads (and observed_after_run writes).
-STATUS_LAST_RUN_GENERATION = "lastRunGeneration"
-STATUS_LAST_RUN_NOW_VALUE = "lastRunNowValue"
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -456,7 +450,7 @@ def due_runs(
     )
 
 
-# --- concurrency, history, triggers -------------------------------------------------------------
+# --- concurrency --------------------------------------------------------------------------------
 def concurrency_action(policy: str | None, active_run: bool) -> str:
     """What to do with a due tick: ``start``, ``skip`` (Forbid while a run is active) or
     ``replace_then_start`` (Replace: stop the active run, then start). Empty policy = Forbid."""
@@ -466,61 +460,3 @@ def concurrency_action(policy: str | None, active_run: bool) -> str:
     if not active_run or policy == POLICY_ALLOW:
         return ACTION_START
     return ACTION_SKIP if policy == POLICY_FORBID else ACTION_REPLACE_THEN_START
-
-
-def _run_id(entry: Mapping[str, Any]) -> int:
-    try:
-        return int(entry.get("runId") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def trim_run_history(runs: list[dict], successful_limit: int, failed_limit: int) -> list[dict]:
-    """``status.runs`` trimmed to the newest ``successful_limit`` Finished and ``failed_limit`` Failed
-    entries plus every non-terminal one, newest (highest runId) first. The input is not modified."""
-    kept: list[dict] = []
-    left = {contract.PHASE_FINISHED: max(0, int(successful_limit)), contract.PHASE_FAILED: max(0, int(failed_limit))}
-    for entry in sorted(runs, key=_run_id, reverse=True):
-        phase = entry.get("phase")
-        if phase in left:
-            if left[phase] <= 0:
-                continue
-            left[phase] -= 1
-        kept.append(entry)
-    return kept
-
-
-def run_trigger(generation: int | None, observed: Mapping[str, Any], annotations: Mapping[str, Any] | None,
-                has_schedule: bool) -> list[str]:
-    """The reasons a new run is due from the object itself (not from the schedule), in order:
-
-    * ``generation`` - a resource without a schedule whose ``metadata.generation`` has not had a run
-      (``observed[lastRunGeneration]`` differs): creating it or editing its spec runs it once;
-      re-applying the same spec does not change the generation, so it starts nothing;
-    * ``run-now`` - the run-now annotation holds a non-empty value other than
-      ``observed[lastRunNowValue]`` (both kinds).
-
-    ``observed`` is ``status``. Both reasons at once are satisfied by one run; after starting it, write
-    :func:`observed_after_run` into status.
-    """
-    reasons: list[str] = []
-    if not has_schedule and generation is not None and observed.get(STATUS_LAST_RUN_GENERATION) != generation:
-        reasons.append(TRIGGER_GENERATION)
-    value = (annotations or {}).get(contract.RUN_NOW_ANNOTATION)
-    if value and str(value) != observed.get(STATUS_LAST_RUN_NOW_VALUE):
-        reasons.append(TRIGGER_RUN_NOW)
-    return reasons
-
-
-def observed_after_run(generation: int | None, annotations: Mapping[str, Any] | None, has_schedule: bool) -> dict:
-    """Status fields to write when a run starts, so :func:`run_trigger` does not fire again for it.
-
-    The run-now value in effect is consumed by any run (scheduled ones too); the generation is recorded
-    for unscheduled resources only (dropping a schedule is an edit: a new generation, so one run)."""
-    patch: dict[str, Any] = {}
-    if generation is not None and not has_schedule:
-        patch[STATUS_LAST_RUN_GENERATION] = generation
-    value = (annotations or {}).get(contract.RUN_NOW_ANNOTATION)
-    if value:
-        patch[STATUS_LAST_RUN_NOW_VALUE] = str(value)
-    return patch

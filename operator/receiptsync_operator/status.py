@@ -87,17 +87,29 @@ def upsert_run(runs: list[Mapping[str, Any]] | None, entry: Mapping[str, Any]) -
     return result
 
 
+def _run_number(entry: Mapping[str, Any]) -> int:
+    try:
+        return int(entry.get("runId") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def trim_runs(runs: list[Mapping[str, Any]], successful_limit: int, failed_limit: int) -> list[dict[str, Any]]:
-    """Keep runs still going, the newest ``successful_limit`` Finished and ``failed_limit`` Failed,
-    and always the newest run (the current/last one, which the top-level status describes too, and
-    which remembers the run-now value it ran for)."""
-    keep_ok = {id(r) for r in [r for r in runs if r.get("phase") == contract.PHASE_FINISHED][::-1][:successful_limit]}
-    keep_bad = {id(r) for r in [r for r in runs if r.get("phase") == contract.PHASE_FAILED][::-1][:failed_limit]}
-    newest = id(runs[-1]) if runs else None
-    return [
-        dict(r) for r in runs
-        if r.get("phase") not in contract.TERMINAL_PHASES or id(r) in keep_ok or id(r) in keep_bad or id(r) == newest
-    ]
+    """``status.runs`` ordered by runId (newest last), keeping runs still going, the newest
+    ``successful_limit`` Finished and ``failed_limit`` Failed ones (negative limits count as 0), and
+    always the newest run (the current/last one, which the top-level status describes too, and which
+    remembers the run-now value it ran for where the CRD has no status.observedRunNow)."""
+    ordered = sorted((dict(r) for r in runs or []), key=_run_number)
+    left = {contract.PHASE_FINISHED: max(0, int(successful_limit)), contract.PHASE_FAILED: max(0, int(failed_limit))}
+    kept: list[dict[str, Any]] = []
+    for position, entry in enumerate(reversed(ordered)):
+        phase = entry.get("phase")
+        if phase in left:
+            if left[phase] <= 0 and position != 0:
+                continue
+            left[phase] -= 1
+        kept.append(entry)
+    return kept[::-1]
 
 
 def history_limits(spec: Mapping[str, Any]) -> tuple[int, int]:
@@ -126,13 +138,15 @@ def queued(
     run_now: str | None,
     trigger: str,
     spec: Mapping[str, Any],
+    schedule_time: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """A new run's first attempt is in the queue."""
+    """A new run's first attempt is in the queue. ``schedule_time``: the tick that started it."""
     message = f"Run {run_id} is queued, waiting for a worker"
     entry = {
         "runId": run_id, "phase": contract.PHASE_QUEUED, "reason": contract.REASON_WAITING_FOR_WORKER,
         "message": message, "attempt": 1, "jobId": job_id, "startTime": rfc3339(now), "trigger": trigger,
         "runNow": run_now, "generation": generation,
+        "scheduleTime": rfc3339(schedule_time) if schedule_time else None,
     }
     runs = trim_runs(upsert_run(status.get("runs"), entry), *history_limits(spec))
     patch: dict[str, Any] = {
@@ -156,7 +170,10 @@ def queued(
         "observedGeneration": generation,
         "runs": runs,
     }
-    patch["observedRunNow"] = run_now  # dropped by the writer where the CRD's schema lacks it
+    if run_now is not None:  # the last value acted on stays remembered through runs without one
+        patch["observedRunNow"] = run_now  # dropped by the writer where the CRD's schema lacks it
+    if schedule_time is not None:
+        patch["lastScheduleTime"] = rfc3339(schedule_time)
     return patch
 
 
@@ -206,17 +223,21 @@ def invalid_spec(
     run_now: str | None,
     trigger: str,
     spec: Mapping[str, Any],
+    schedule_time: dt.datetime | None = None,
+    reason: str = contract.REASON_INVALID_SPEC,
 ) -> dict[str, Any]:
-    """A new run that cannot start: its spec is wrong. Counted as a run so the history shows it."""
+    """A new run that cannot start: its spec is wrong (or, with ``reason``, something else a retry
+    cannot fix). Counted as a run so the history shows it."""
     entry = {
-        "runId": run_id, "phase": contract.PHASE_FAILED, "reason": contract.REASON_INVALID_SPEC,
+        "runId": run_id, "phase": contract.PHASE_FAILED, "reason": reason,
         "message": message, "attempt": 0, "startTime": rfc3339(now), "finishTime": rfc3339(now),
         "trigger": trigger, "runNow": run_now, "generation": generation,
+        "scheduleTime": rfc3339(schedule_time) if schedule_time else None,
     }
     base = {**status, "runId": run_id, "attempt": 0, "jobId": None, "workerJob": None, "runs": status.get("runs")}
     base["runs"] = upsert_run(base["runs"], entry)
     patch = failed(
-        base, reason=contract.REASON_INVALID_SPEC, message=message, now=now, spec=spec,
+        base, reason=reason, message=message, now=now, spec=spec,
         generation=generation,
         extra={
             "runId": run_id, "attempt": 0, "jobId": None, "workerJob": None, "enqueuedAt": None,
@@ -225,7 +246,10 @@ def invalid_spec(
             "observedGeneration": generation,
         },
     )
-    patch["observedRunNow"] = run_now
+    if run_now is not None:
+        patch["observedRunNow"] = run_now
+    if schedule_time is not None:
+        patch["lastScheduleTime"] = rfc3339(schedule_time)
     return patch
 
 
@@ -386,3 +410,98 @@ def from_heartbeat(
     if phase == contract.PHASE_STARTED:
         return HeartbeatUpdate(patch=patch)
     return None  # an unknown phase: nothing we can truthfully say
+
+
+# --- overlapping runs (concurrencyPolicy Allow) and replaced runs ----------------------------------------
+# The top-level status always describes the newest run. Under Allow an older run can still be going
+# when a newer one starts: it goes on as a "background" run, tracked only by its status.runs entry
+# (phase, jobId, workerJob, attempt, counters when it ends). Its heartbeats and its worker Job's fate
+# end that entry; it is not retried (a failed attempt fails the run), which keeps one retry chain, the
+# newest run's, per resource.
+def background_runs(status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """status.runs entries still going that are not the current (top-level) run."""
+    current = status.get("runId")
+    return [dict(r) for r in status.get("runs") or []
+            if r.get("runId") != current and r.get("phase") in ACTIVE_PHASES and r.get("jobId")]
+
+
+def has_active_run(status: Mapping[str, Any]) -> bool:
+    """Any run going, the current one or an overlapping older one (what concurrencyPolicy looks at)."""
+    return is_active(status) or bool(background_runs(status))
+
+
+def is_current_job(status: Mapping[str, Any], job_id: str) -> bool:
+    return bool(job_id) and status.get("jobId") == job_id and status.get("phase") not in contract.TERMINAL_PHASES
+
+
+def background_run_of(status: Mapping[str, Any], job_id: str) -> dict[str, Any] | None:
+    """The background run whose current attempt is ``job_id``, if it is still going."""
+    return next((r for r in background_runs(status) if r.get("jobId") == job_id), None)
+
+
+def end_background_run(
+    status: Mapping[str, Any], entry: Mapping[str, Any], *, phase: str, reason: str, message: str,
+    now: dt.datetime, spec: Mapping[str, Any], counters: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Patch ending a background run (Finished or Failed)."""
+    update = {"runId": entry.get("runId"), "phase": phase, "reason": reason, "message": message,
+              "finishTime": rfc3339(now), **(counters or {})}
+    if phase == contract.PHASE_FINISHED:
+        update["completionTime"] = rfc3339(now)
+    return {"runs": trim_runs(upsert_run(status.get("runs"), update), *history_limits(spec))}
+
+
+def background_heartbeat(
+    status: Mapping[str, Any], spec: Mapping[str, Any], hb: Mapping[str, str], now: dt.datetime
+) -> tuple[dict[str, Any], tuple[str, str, str]] | None:
+    """(patch, event) for a heartbeat of a background run's attempt; None if it changes nothing."""
+    entry = background_run_of(status, hb.get(contract.HB_JOB_ID, ""))
+    if entry is None:
+        return None
+    phase = hb.get(contract.HB_PHASE, "")
+    counters = {name: value for name, value in (("messagesScanned", _int(hb.get(contract.HB_SCANNED))),
+                                                ("savedReceipts", _int(hb.get(contract.HB_SAVED))))
+                if value is not None}
+    run_id = entry.get("runId")
+    if phase == contract.PHASE_FINISHED:
+        message = hb.get(contract.HB_MESSAGE) or (
+            f"Run {run_id} finished: scanned {counters.get('messagesScanned', 0)} messages, "
+            f"saved {counters.get('savedReceipts', 0)} receipts")
+        reason = hb.get(contract.HB_REASON) or contract.REASON_SUCCEEDED
+        patch = end_background_run(status, entry, phase=contract.PHASE_FINISHED, reason=reason, message=message,
+                                   now=now, spec=spec, counters=counters)
+        return patch, ("Normal", contract.PHASE_FINISHED, message)
+    if phase == contract.PHASE_FAILED:
+        reason = hb.get(contract.HB_REASON) or contract.REASON_WORKER_ERROR
+        detail = hb.get(contract.HB_MESSAGE) or "the worker reported a failure"
+        message = (f"Run {run_id}, overlapping a newer run, failed with {reason}: {detail}; "
+                   "overlapping runs are not retried")
+        patch = end_background_run(status, entry, phase=contract.PHASE_FAILED, reason=reason, message=message,
+                                   now=now, spec=spec, counters=counters)
+        return patch, ("Warning", reason, message)
+    if phase == contract.PHASE_STARTED and entry.get("phase") != contract.PHASE_STARTED:
+        message = f"Run {run_id} is syncing beside a newer run (concurrencyPolicy Allow)"
+        update = {"runId": run_id, "phase": contract.PHASE_STARTED, "reason": contract.REASON_SYNCING,
+                  "message": message, "startedAt": rfc3339(parse_time(hb.get(contract.HB_TIME)) or now)}
+        return {"runs": upsert_run(status.get("runs"), update)}, ("Normal", contract.PHASE_STARTED, message)
+    return None
+
+
+def replaced(status: Mapping[str, Any], *, new_run_id: int, now: dt.datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """concurrencyPolicy Replace: every run still going ends Failed/Replaced. Returns the patch (only
+    status.runs: the top-level fields are about to describe the new run) and the runs it stopped, as
+    they were (their jobId and workerJob tell what to stop)."""
+    stopped = list(background_runs(status))
+    if is_active(status):
+        stopped.append({"runId": status.get("runId"), "phase": status.get("phase"), "jobId": status.get("jobId"),
+                        "workerJob": status.get("workerJob"), "attempt": status.get("attempt"),
+                        **_progress(status)})
+    runs = list(status.get("runs") or [])
+    for entry in stopped:
+        message = f"Run {entry.get('runId')} was stopped: run {new_run_id} replaced it (concurrencyPolicy Replace)"
+        update = {"runId": entry.get("runId"), "phase": contract.PHASE_FAILED, "reason": contract.REASON_REPLACED,
+                  "message": message, "finishTime": rfc3339(now)}
+        if entry.get("runId") == status.get("runId"):
+            update.update(_progress(status))
+        runs = upsert_run(runs, update)
+    return ({"runs": runs} if stopped else {}), stopped

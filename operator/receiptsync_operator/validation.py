@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import re
-import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
 from receiptsync_common import contract, daterange
+
+from . import schedule
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
@@ -38,10 +39,18 @@ def check_time_zone(name: str | None) -> str:
     if not name:
         return "UTC"
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, IsADirectoryError, OSError):
-        raise InvalidSpec(f"spec.timeZone: {name!r} is not an IANA time zone name (for example Europe/Berlin)")
+        schedule.parse_time_zone(name)
+    except schedule.ScheduleError as exc:
+        raise InvalidSpec(str(exc)) from None
     return name
+
+
+def check_schedule(spec: Mapping[str, Any]) -> None:
+    """spec.schedule (when set) and spec.timeZone; the message names the field."""
+    if spec.get("schedule"):
+        problem = schedule.validate_schedule(spec["schedule"], spec.get("timeZone"))
+        if problem:
+            raise InvalidSpec(problem)
 
 
 def secret_ref(spec: Mapping[str, Any]) -> tuple[str, str]:
@@ -88,6 +97,7 @@ def validate(spec: Mapping[str, Any], secret: Mapping[str, Any] | None, *, check
     if not spec.get("businessId"):
         raise InvalidSpec("spec.businessId: required")
     check_dates(spec)
+    check_schedule(spec)
     check_time_zone(spec.get("timeZone"))
     parse_duration(spec.get("timeout") or "1h")
     mode = spec.get("mode") or contract.MODE_INCREMENTAL

@@ -112,6 +112,7 @@ class Env:
         self.redis.flushdb()
         self.operators: list[OperatorProcess] = []
         self.lease = "rs-" + self.ns
+        self.clock_file = tmp_path / "clock-offset"
         sandbox.kubectl("create", "namespace", self.ns)
 
     # --- operator ---------------------------------------------------------------------------------
@@ -133,6 +134,8 @@ class Env:
             contract.OPERATOR_ENV_LEASE_DURATION: "4",
             contract.OPERATOR_ENV_POD_NAME: f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}",
             contract.OPERATOR_ENV_DELETE_REDIS_TIMEOUT: "3",
+            # The scheduler's clock knob: absent file = real time; tests move it with set_clock().
+            contract.OPERATOR_ENV_TEST_CLOCK_OFFSET_FILE: str(self.clock_file),
             "PYTHONUNBUFFERED": "1",
         }
         env.update(overrides)
@@ -145,6 +148,15 @@ class Env:
         if wait:
             op.wait_leading()
         return op
+
+    def set_clock(self, moment) -> None:
+        """Make the operators' scheduler clock read ``moment`` now (then run on in real time)."""
+        import datetime as dt
+
+        offset = (moment - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(f"{offset:.3f}")
+        tmp.replace(self.clock_file)
 
     # --- kubectl --------------------------------------------------------------------------------------
     def kubectl(self, *args: str, check: bool = True, input: str | None = None):

@@ -128,3 +128,15 @@ def test_backoff_doubles_and_caps():
 
 def test_selector():
     assert jobs.worker_selector() == f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE},{c.LABEL_COMPONENT}={c.COMPONENT_WORKER}"
+
+
+def test_connection_urls_by_secret_reference_when_configured():
+    m = manifest(dataclasses.replace(SETTINGS, worker_connection_secret="receiptsync-connections"))
+    env = env_of(m)
+    assert env[c.ENV_REDIS_URL] == {"name": c.ENV_REDIS_URL, "valueFrom": {"secretKeyRef": {
+        "name": "receiptsync-connections", "key": c.CONNECTION_SECRET_REDIS_URL_KEY}}}
+    assert env[c.ENV_DATABASE_URL]["valueFrom"]["secretKeyRef"] == {
+        "name": "receiptsync-connections", "key": c.CONNECTION_SECRET_DATABASE_URL_KEY}
+    assert "pw@" not in repr(m) and "redis://" not in repr(m)  # no URL (nor password) in the manifest
+    plain = env_of(manifest())
+    assert plain[c.ENV_REDIS_URL]["value"] == "redis://r:6379/0"  # the plain mode stays for the sandbox

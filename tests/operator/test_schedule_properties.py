@@ -9,7 +9,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from receiptsync_common import contract as c
+from receiptsync_operator import runs
 from receiptsync_operator import schedule as sch
+from receiptsync_operator import status as rstatus
 
 UTC = dt.timezone.utc
 MINUTE = dt.timedelta(minutes=1)
@@ -279,24 +281,29 @@ PHASES = st.sampled_from(list(c.PHASES))
 
 @QUICK
 @given(st.lists(PHASES, max_size=30), st.integers(0, 6), st.integers(0, 6), st.randoms(use_true_random=False))
-def test_trim_run_history_properties(phases, ok_limit, failed_limit, rnd):
+def test_trim_runs_properties(phases, ok_limit, failed_limit, rnd):
     runs = [{"runId": i + 1, "phase": p, "reason": "", "startTime": "", "completionTime": "",
              "messagesScanned": i, "savedReceipts": 0, "attempt": 1} for i, p in enumerate(phases)]
     shuffled = list(runs)
     rnd.shuffle(shuffled)
-    out = sch.trim_run_history(shuffled, ok_limit, failed_limit)
+    out = rstatus.trim_runs(shuffled, ok_limit, failed_limit)
     ids = [r["runId"] for r in out]
-    assert ids == sorted(ids, reverse=True)
-    assert all(any(r is s for s in runs) for r in out)
+    assert ids == sorted(ids)  # newest last
+    assert all(r in runs for r in out)
+    newest_overall = runs[-1]["runId"] if runs else None
 
     def newest(phase, n):
         return sorted((r["runId"] for r in runs if r["phase"] == phase), reverse=True)[:n]
 
-    assert [r["runId"] for r in out if r["phase"] == c.PHASE_FINISHED] == newest(c.PHASE_FINISHED, ok_limit)
-    assert [r["runId"] for r in out if r["phase"] == c.PHASE_FAILED] == newest(c.PHASE_FAILED, failed_limit)
+    for phase, limit in ((c.PHASE_FINISHED, ok_limit), (c.PHASE_FAILED, failed_limit)):
+        kept = sorted(i for i in ids if runs[i - 1]["phase"] == phase)
+        expected = set(newest(phase, limit))
+        if newest_overall is not None and runs[-1]["phase"] == phase:
+            expected.add(newest_overall)  # the newest run is always kept
+        assert set(kept) == expected
     active = [r["runId"] for r in runs if r["phase"] not in c.TERMINAL_PHASES]
-    assert [i for i in ids if i in active] == sorted(active, reverse=True)
-    assert sch.trim_run_history(out, ok_limit, failed_limit) == out  # idempotent
+    assert [i for i in ids if i in active] == active
+    assert rstatus.trim_runs(out, ok_limit, failed_limit) == out  # idempotent
 
 
 @QUICK
@@ -306,6 +313,7 @@ def test_applies_start_one_run_per_generation_and_per_new_run_now_value(applies,
     """Each apply either edits the spec (new generation) or re-applies it; the run-now annotation is
     whatever the manifest says. Runs started = new generations (unscheduled) + run-now value changes."""
     generation, status, started = 1, {}, 0
+    spec = {"schedule": "0 3 * * *"} if has_schedule else {}
     expected = 0 if has_schedule else 1
     seen_value = None
     for step, (edit, value) in enumerate([(False, None)] + applies):
@@ -317,9 +325,12 @@ def test_applies_start_one_run_per_generation_and_per_new_run_now_value(applies,
             if has_schedule or not (edit and step):
                 expected += 1  # a run-now alongside an edit shares the edit's run
             seen_value = value
-        reasons = sch.run_trigger(generation, status, annotations, has_schedule)
-        if reasons:
+        meta = {"generation": generation, "annotations": annotations}
+        trigger = runs.pending_trigger(meta, status, spec)
+        if trigger is not None:
             started += 1
-            status.update(sch.observed_after_run(generation, annotations, has_schedule))
-        assert sch.run_trigger(generation, status, annotations, has_schedule) == []
+            status.update({"observedGeneration": trigger.generation})
+            if trigger.run_now is not None:  # as status.queued records it
+                status["observedRunNow"] = trigger.run_now
+        assert runs.pending_trigger(meta, status, spec) is None
     assert started == expected

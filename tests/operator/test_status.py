@@ -200,3 +200,91 @@ def test_status_fields_from_the_crd():
     open_crd = {"spec": {"versions": [{"name": "v1alpha1", "schema": {"openAPIV3Schema": {"properties": {
         "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
     assert status_fields(open_crd, "v1alpha1") is None
+
+
+# --- history trimming (the one implementation: status.trim_runs) ------------------------------------------
+def _run(run_id, phase):
+    return {"runId": run_id, "phase": phase, "reason": "", "startTime": "", "completionTime": "",
+            "messagesScanned": 0, "savedReceipts": 0, "attempt": 1}
+
+
+def _ids(runs):
+    return [r["runId"] for r in runs]
+
+
+def test_trim_keeps_newest_of_each_kind_and_active_ones():
+    F, X, S, Q = c.PHASE_FINISHED, c.PHASE_FAILED, c.PHASE_STARTED, c.PHASE_QUEUED
+    runs = [_run(1, F), _run(2, X), _run(3, F), _run(4, F), _run(5, X), _run(6, F), _run(7, X), _run(8, S), _run(9, Q)]
+    assert _ids(st.trim_runs(runs, 3, 1)) == [3, 4, 6, 7, 8, 9]
+    assert _ids(st.trim_runs(runs, 1, 2)) == [5, 6, 7, 8, 9]
+    assert _ids(st.trim_runs(runs, 0, 0)) == [8, 9]
+    assert _ids(st.trim_runs(runs, 10, 10)) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_trim_orders_by_run_id_whatever_the_input_order():
+    runs = [_run(3, "Finished"), _run(10, "Finished"), _run(2, "Failed"), _run(7, "Pending"), _run(11, "Failed")]
+    assert _ids(st.trim_runs(runs, 3, 1)) == [3, 7, 10, 11]
+
+
+def test_trim_does_not_modify_its_input():
+    runs = [_run(i, "Finished") for i in range(1, 6)]
+    before = [dict(r) for r in runs]
+    out = st.trim_runs(runs, 2, 1)
+    assert runs == before and _ids(out) == [4, 5]
+    assert st.trim_runs([], 3, 1) == []
+
+
+def test_trim_negative_limits_are_zero_but_the_newest_stays():
+    assert _ids(st.trim_runs([_run(1, "Finished"), _run(2, "Failed")], -1, -5)) == [2]
+
+
+# --- overlapping (Allow) and replaced (Replace) runs ---------------------------------------------------------
+def _allow_status():
+    """Run 1 still going in the background, run 2 current."""
+    return {"runId": 2, "phase": "Started", "jobId": "ns.a.0123abcd.r2.a1", "workerJob": "rs-a-r2-a1", "attempt": 1,
+            "progress": {"messagesScanned": 5, "savedReceipts": 1},
+            "runs": [{"runId": 1, "phase": "Started", "jobId": "ns.a.0123abcd.r1.a1", "workerJob": "rs-a-r1-a1"},
+                     {"runId": 2, "phase": "Started", "jobId": "ns.a.0123abcd.r2.a1"}]}
+
+
+def test_background_runs_and_active_run():
+    s = _allow_status()
+    assert _ids(st.background_runs(s)) == [1]
+    assert st.has_active_run(s) and st.background_run_of(s, "ns.a.0123abcd.r1.a1")["runId"] == 1
+    assert st.background_run_of(s, "ns.a.0123abcd.r2.a1") is None  # that one is the current run
+    assert st.is_current_job(s, "ns.a.0123abcd.r2.a1") and not st.is_current_job(s, "ns.a.0123abcd.r1.a1")
+    done = {**s, "phase": "Finished", "runs": [{**s["runs"][0], "phase": "Finished"}, s["runs"][1]]}
+    assert not st.has_active_run(done)
+
+
+def test_background_heartbeat_ends_only_its_run():
+    s = _allow_status()
+    hb = {c.HB_JOB_ID: "ns.a.0123abcd.r1.a1", c.HB_PHASE: "Finished", c.HB_SCANNED: "40", c.HB_SAVED: "4"}
+    patch, event = st.background_heartbeat(s, {}, hb, NOW)
+    assert set(patch) == {"runs"} and event[1] == "Finished"
+    first = next(r for r in patch["runs"] if r["runId"] == 1)
+    assert first["phase"] == "Finished" and first["messagesScanned"] == 40 and first["completionTime"]
+    after = apply(s, patch)
+    assert st.background_heartbeat(after, {}, hb, NOW) is None  # replayed: nothing more
+    assert after["phase"] == "Started" and after["runId"] == 2  # the current run is untouched
+    failed = st.background_heartbeat(s, {}, {**hb, c.HB_PHASE: "Failed", c.HB_REASON: "GmailApiError"}, NOW)
+    assert next(r for r in failed[0]["runs"] if r["runId"] == 1)["reason"] == "GmailApiError"
+
+
+def test_replaced_stops_every_run_going():
+    s = _allow_status()
+    patch, stopped = st.replaced(s, new_run_id=3, now=NOW)
+    assert sorted(r["runId"] for r in stopped) == [1, 2]
+    assert all(r["phase"] == "Failed" and r["reason"] == c.REASON_REPLACED for r in patch["runs"])
+    assert next(r for r in patch["runs"] if r["runId"] == 2)["messagesScanned"] == 5
+    assert st.replaced({"runId": 1, "phase": "Finished"}, new_run_id=2, now=NOW) == ({}, [])
+
+
+def test_scheduled_runs_record_their_tick():
+    tick = dt.datetime(2025, 6, 15, 11, 0, tzinfo=dt.timezone.utc)
+    p = st.queued({}, run_id=1, job_id="j", now=NOW, generation=1, date_range=None, run_now=None,
+                  trigger="schedule", spec={}, schedule_time=tick)
+    assert p["lastScheduleTime"] == "2025-06-15T11:00:00Z" and p["runs"][-1]["scheduleTime"] == "2025-06-15T11:00:00Z"
+    bad = st.invalid_spec({}, message="m", run_id=1, now=NOW, generation=1, run_now=None, trigger="schedule",
+                          spec={}, schedule_time=tick)
+    assert bad["lastScheduleTime"] == "2025-06-15T11:00:00Z" and bad["phase"] == "Failed"
