@@ -2,10 +2,12 @@
 Deployment (from this package's manifests/operator.yaml template), using the real kubectl."""
 from __future__ import annotations
 
+import base64
 import json
 import string
 import subprocess
 import time
+import urllib.request
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +23,28 @@ CRD_NAME = f"{contract.PLURAL}.{contract.GROUP}"
 
 class InstallError(RuntimeError):
     pass
+
+
+# What a cluster admin provisions before `helm install`: the chart's default values read the Redis
+# and PostgreSQL URLs (and, optionally, the Gmail API endpoint) from this Secret in the release
+# namespace. The sandbox provides it in `default`, so a bare `helm install rs charts/receipt-sync` works.
+CONNECTIONS_SECRET = "receiptsync-connections"
+CONNECTIONS_NAMESPACE = "default"
+
+
+def create_connections_secret(api_url: str, redis_url: str, database_url: str, gmail_endpoint: str) -> None:
+    """Create Secret default/receiptsync-connections (keys redis-url, database-url, gmail-api-endpoint)."""
+    values = {"redis-url": redis_url, "database-url": database_url, "gmail-api-endpoint": gmail_endpoint}
+    body = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": CONNECTIONS_SECRET, "labels": {"app.kubernetes.io/part-of": "receiptsync-sandbox"}},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
+    }
+    request = urllib.request.Request(
+        f"{api_url.rstrip('/')}/api/v1/namespaces/{CONNECTIONS_NAMESPACE}/secrets", method="POST",
+        data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Authorization": "Bearer admin"})
+    with urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def operator_env(redis_url: str, database_url: str, gmail_endpoint: str, metrics_port: int) -> list[dict]:

@@ -1,7 +1,8 @@
 """`receiptsync-sandbox up`: start every part of the sandbox in the background and wait until ready.
 
 Parts: the API server, the Gmail emulator, redis-server, PostgreSQL, and the controllers + node
-agent process; then (unless --no-operator) the CRD and the operator Deployment. Each background
+agent process; Secret default/receiptsync-connections (what the chart's defaults read); then (unless
+--no-operator) the CRD and the operator Deployment. Each background
 process gets its own session and a log under DIR/logs/, and is recorded in DIR/sandbox.json.
 """
 from __future__ import annotations
@@ -182,6 +183,7 @@ def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool, say
         "RECEIPTSYNC_SANDBOX_API": api_url,
         "PATH": env_path_value(),
     })
+    operator_install.create_connections_secret(api_url, redis_url, database_url, f"{gmail_url}/")
     if with_operator:
         install(state, kubeconfig_path, redis_url, database_url, f"{gmail_url}/", say)
     return state

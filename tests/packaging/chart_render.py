@@ -52,6 +52,7 @@ COMBINATIONS: dict[str, list[str]] = {
         "--set", "gmail.apiEndpoint=http://gmail-emulator.example:8080",
     ],
     "one-replica": ["--set", "operator.replicas=1"],
+    "worker-connection-secret": ["--set", "worker.connectionSecret=receiptsync-worker-connections"],
     "worker-placement": [
         "--set", "worker.nodeSelector.pool=workers",
         "--set", "worker.tolerations[0].key=dedicated", "--set", "worker.tolerations[0].operator=Exists",

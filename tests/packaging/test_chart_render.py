@@ -126,6 +126,18 @@ def test_operator_env_follows_the_contract():
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["RECEIPTSYNC_LEASE_NAME"]["value"] == "rs-receipt-sync"
+    # Empty gmail.apiEndpoint: a cluster admin may set the endpoint in the connections Secret.
+    assert env[contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT]["valueFrom"]["secretKeyRef"] == {
+        "name": "receiptsync-connections", "key": "gmail-api-endpoint", "optional": True}
+    assert contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET not in env  # workers get plain URLs
+
+
+def test_worker_connection_secret_and_no_gmail_lookup():
+    env = operator_env(template(["--set", "worker.connectionSecret=receiptsync-worker-connections",
+                                 "--set", "gmail.existingSecret="]))
+    assert env[contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET]["value"] == "receiptsync-worker-connections"
+    assert env[contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT] == {
+        "name": contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT, "value": ""}
 
 
 def test_operator_env_with_plain_values_and_bundled_stores():
@@ -225,6 +237,7 @@ BAD_VALUES = {
     "bad redis url": ["--set", "redis.url=http://not-redis"],
     "bad digest": ["--set", "worker.image.digest=latest"],
     "bad log level": ["--set", "logLevel=LOUD"],
+    "bad worker connection Secret name": ["--set", "worker.connectionSecret=Not_A_Name"],
 }
 
 

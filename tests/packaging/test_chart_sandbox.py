@@ -123,8 +123,8 @@ def test_install_sync_upgrade_uninstall(sandbox):
 
 def test_plain_manifests_install_the_same_operator(sandbox, tmp_path):
     """`kubectl apply -k manifests/` (through an overlay with the sandbox's only differences: one
-    replica, a free metrics port, the emulator's endpoint) runs the operator, which reads its
-    Redis/PostgreSQL URLs from the Secret receiptsync-connections as on a real cluster."""
+    replica, a free metrics port) runs the operator, which reads its Redis/PostgreSQL URLs and the
+    Gmail endpoint from the Secret receiptsync-connections as on a real cluster."""
     base = tmp_path / "base"
     shutil.copytree(MANIFESTS, base, ignore=shutil.ignore_patterns("examples"))
     overlay = tmp_path / "overlay"
@@ -138,14 +138,14 @@ def test_plain_manifests_install_the_same_operator(sandbox, tmp_path):
             "metadata": {"name": "receiptsync-operator", "namespace": NAMESPACE},
             "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "operator", "env": [
                 {"name": contract.OPERATOR_ENV_METRICS_PORT, "value": str(free_port())},
-                {"name": contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT, "value": sandbox.env["GMAIL_API_ENDPOINT"]},
             ]}]}}},
         })}],
     }))
     sandbox.kubectl("create", "namespace", NAMESPACE, check=False)
     sandbox.kubectl("-n", NAMESPACE, "create", "secret", "generic", "receiptsync-connections",
                     f"--from-literal=redis-url={sandbox.env['REDIS_URL']}",
-                    f"--from-literal=database-url={sandbox.env['DATABASE_URL']}")
+                    f"--from-literal=database-url={sandbox.env['DATABASE_URL']}",
+                    f"--from-literal=gmail-api-endpoint={sandbox.env['GMAIL_API_ENDPOINT']}")
     sandbox.kubectl("apply", "-k", str(overlay))
     sandbox.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/receiptsync-operator", "--timeout=60s", timeout=70)
     (pod,) = sandbox.get("pods", namespace=NAMESPACE, check=True)["items"]
