@@ -233,11 +233,6 @@ SCOPES = {"cluster": ["--set", "rbac.scope=cluster"], "namespace": ["--set", "rb
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(strict=True, reason=(
-    "the chart's RBAC misses calls the operator makes: `get` on customresourcedefinitions "
-    "(controller._learn_status_schema reads the ReceiptSync CRD at startup; the chart grants only list/watch) "
-    "in every scope, and with rbac.scope=cluster plus watchNamespace set, `list`/`watch` on namespaces "
-    "(kopf's namespace observer, started because the operator passes namespaces=[...])"))
 @pytest.mark.parametrize("scope", sorted(SCOPES))
 def test_operator_calls_are_all_granted_by_the_chart(operator_api_use, report, scope):
     namespace, used, calls = operator_api_use

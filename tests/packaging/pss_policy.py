@@ -108,7 +108,7 @@ OPERATOR_RBAC_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "secrets"): {"get"},
     ("", "events"): {"create", "patch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},
 }
 

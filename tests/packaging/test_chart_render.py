@@ -169,10 +169,14 @@ def test_namespace_scope_watches_one_namespace():
     (binding,) = find(objects, "RoleBinding", "rs-receipt-sync")
     assert binding["metadata"]["namespace"] == "tenants"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rs-receipt-sync", "namespace": NAMESPACE}]
-    # The only cluster-wide grant left is read-only discovery of CRDs and namespaces (kopf).
+    # The only cluster-wide grants left are read-only: CRD discovery (kopf), our own CRD, namespaces.
     (cluster_role,) = find(objects, "ClusterRole")
     assert cluster_role["rules"] == [
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {
+            "apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+            "resourceNames": ["receiptsyncs.receipts.prosaas.pro"], "verbs": ["get"],
+        },
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
     assert operator_env(template(COMBINATIONS["namespace-scope"]))["RECEIPTSYNC_NAMESPACE"]["value"] == NAMESPACE
