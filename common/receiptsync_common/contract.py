@@ -192,3 +192,11 @@ CONNECTION_SECRET_DATABASE_URL_KEY = "database-url"
 OPERATOR_ENV_TEST_CLOCK_OFFSET_FILE = "RECEIPTSYNC_TEST_CLOCK_OFFSET_FILE"
 # Per-resource "Redis unavailable" warnings are logged at most once per this many seconds (default 60).
 OPERATOR_ENV_REDIS_WARNING_INTERVAL = "RECEIPTSYNC_REDIS_WARNING_INTERVAL_SECONDS"
+
+# --- worker tuning (environment of the worker Job), added by the worker work (issue 4) -----------------
+# The mailbox's shared Gmail quota bucket (units refilled a second, bucket size in units) and how many
+# threads fetch messages at once. Unset or empty: the defaults (250 units/s, Gmail's per-mailbox limit;
+# a 125-unit burst; 4 threads). Lowering the rate lets several businesses share a mailbox's quota.
+WORKER_ENV_QUOTA_RATE = "RECEIPTSYNC_QUOTA_UNITS_PER_SECOND"
+WORKER_ENV_QUOTA_BURST = "RECEIPTSYNC_QUOTA_BURST_UNITS"
+WORKER_ENV_FETCH_THREADS = "RECEIPTSYNC_FETCH_THREADS"

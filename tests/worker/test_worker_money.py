@@ -30,6 +30,9 @@ AMOUNTS = [
     ("Subtotal $10.00 VAT $1.70 Grand Total: $11.70", "11.70", "USD"),
     ("Items: $3.00, $4.00, $25.00", "25.00", "USD"),  # no total line: the largest
     ("Your receipt #1234 from Shop — total ₪ 250.00", "250.00", "ILS"),
+    # item lines before the total: the total line wins, even over a larger item
+    ("- קפה הפוך ₪14.00\n- לחם מחמצת ₪32.00\nסה״כ לתשלום: ₪46.00", "46.00", "ILS"),
+    ("- Hotel night $420.00\n- Coupon 20.00 USD\nTotal: $400.00", "400.00", "USD"),
 ]
 
 

@@ -2,6 +2,7 @@
 checkpoint is written with the data, and the business state moves only on success."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from decimal import Decimal
@@ -115,4 +116,29 @@ def test_transaction_retried_after_connection_loss(fresh_database):
                        done_message_ids=["m9"])
     assert store.save_batch(batch) == 1
     assert db_rows(fresh_database, "SELECT count(*) FROM receipts") == [(1,)]
+    store.close()
+
+
+def test_a_new_attempt_closes_earlier_attempts_left_started_as_lost(fresh_database):
+    store = Store(fresh_database)
+    store.migrate()
+    first = dataclasses.replace(run("job-a1"), attempt=1)
+    store.run_started(first)  # its worker is killed: the row is never closed
+    store.run_started(dataclasses.replace(run("other-run"), run_key="ns/n/u/2"))  # another run: untouched
+    store.run_started(dataclasses.replace(first, job_id="job-a1"))  # the same attempt again: not its own loss
+    assert db_rows(fresh_database, "SELECT status FROM sync_runs WHERE job_id = 'job-a1'") == [("Started",)]
+
+    second_start = NOW + dt.timedelta(minutes=5)
+    assert store.run_started(dataclasses.replace(first, job_id="job-a2", attempt=2, started_at=second_start)) == 1
+    assert db_rows(fresh_database, "SELECT job_id, status, reason, finished_at FROM sync_runs ORDER BY job_id") == [
+        ("job-a1", "Lost", "WorkerLost", second_start), ("job-a2", "Started", None, None),
+        ("other-run", "Started", None, None)]
+    # the lost attempt's counters still count for the run's resume point; finished attempts stay as they are
+    store.run_finished(job_id="job-a2", status="Failed", reason="Timeout", error="slow", used_history=False)
+    assert store.run_started(dataclasses.replace(first, job_id="job-a3", attempt=3)) == 0
+    assert db_rows(fresh_database, "SELECT job_id, status FROM sync_runs WHERE run_key = 'ns/n/u/1' ORDER BY job_id") == [
+        ("job-a1", "Lost"), ("job-a2", "Failed"), ("job-a3", "Started")]
+    assert db_rows(fresh_database, "SELECT col_description('sync_runs'::regclass, attnum) FROM pg_attribute"
+                                   " WHERE attrelid = 'sync_runs'::regclass AND attname = 'status'")[0][0].startswith(
+        "Started | Finished | Failed | Lost")
     store.close()

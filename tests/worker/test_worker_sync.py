@@ -177,6 +177,9 @@ def test_crash_mid_run_then_retry_resumes_without_loss_or_duplicates(jobs, alice
     done = result.events(contract.LOG_JOB_DONE)[0]
     assert done["messages_scanned"] == len(alice.receipts)  # run progress includes the first attempt
     assert db_rows(jobs.database_url, "SELECT count(*) FROM sync_checkpoints") == [(0,)]  # cleared on success
+    # the killed attempt's row is not left Started forever: the second attempt closed it as Lost
+    assert db_rows(jobs.database_url, "SELECT job_id, status, reason FROM sync_runs ORDER BY attempt") == [
+        (first.job_id, "Lost", contract.REASON_WORKER_LOST), (second.job_id, "Finished", contract.REASON_SUCCEEDED)]
 
 
 def _has_schema(database_url: str) -> bool:

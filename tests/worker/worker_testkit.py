@@ -75,6 +75,17 @@ def credentials_json(address: str, token_uri: str, refresh_token: str | None = N
     })
 
 
+def gmail_client(emulator: Emulator, address: str, **kw: Any):
+    """The worker's own GmailClient for ``address`` on the emulator, with a fresh access token;
+    returns (client, access token)."""
+    from receiptsync_worker import credentials as creds
+    from receiptsync_worker.gmail_client import GmailClient
+
+    credentials = creds.build_credentials(creds.parse_authorized_user(credentials_json(address, emulator.url + "/token")))
+    creds.refresh(credentials)
+    return GmailClient(credentials, emulator.url, **kw), credentials.token
+
+
 @dataclasses.dataclass
 class WorkerResult:
     returncode: int

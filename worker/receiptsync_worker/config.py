@@ -2,15 +2,31 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 from typing import Mapping
 
 from receiptsync_common import contract
 
+from . import ratelimit
+
 
 class ConfigError(ValueError):
-    """A required environment variable is missing."""
+    """A required environment variable is missing or a setting is not usable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """How fast the worker may go: the mailbox's shared quota bucket and the fetch threads."""
+
+    quota_rate: float = ratelimit.GMAIL_UNITS_PER_SECOND  # units per second
+    quota_burst: float = ratelimit.DEFAULT_BURST_UNITS  # bucket capacity in units
+    fetchers: int = 4  # threads fetching messages at once
+
+    @property
+    def batch_size(self) -> int:
+        return ratelimit.batch_size_for(self.quota_burst, ratelimit.UNITS_MESSAGES_GET)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +37,7 @@ class Settings:
     gmail_endpoint: str  # '' means Google's own endpoint
     credentials_json: str = dataclasses.field(repr=False)
     worker_name: str = ""
+    tuning: Tuning = Tuning()
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -36,4 +53,31 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         gmail_endpoint=env.get(contract.ENV_GMAIL_API_ENDPOINT, "").strip(),
         credentials_json=env[contract.ENV_GMAIL_CREDENTIALS],
         worker_name=env.get("HOSTNAME") or socket.gethostname(),
+        tuning=tuning_from_env(env),
     )
+
+
+def tuning_from_env(env: Mapping[str, str]) -> Tuning:
+    """RECEIPTSYNC_QUOTA_UNITS_PER_SECOND, RECEIPTSYNC_QUOTA_BURST_UNITS, RECEIPTSYNC_FETCH_THREADS;
+    unset or blank ones keep their defaults."""
+    default = Tuning()
+    return Tuning(
+        quota_rate=_positive(env, contract.WORKER_ENV_QUOTA_RATE, float, default.quota_rate),
+        quota_burst=_positive(env, contract.WORKER_ENV_QUOTA_BURST, float, default.quota_burst),
+        fetchers=_positive(env, contract.WORKER_ENV_FETCH_THREADS, int, default.fetchers, ceiling=64),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, kind: type, default: float, ceiling: float = math.inf):
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not (0 < value <= ceiling) or not math.isfinite(value):
+        whole = "whole " if kind is int else ""
+        limit = f" up to {ceiling:g}" if math.isfinite(ceiling) else ""
+        raise ConfigError(f"{name} must be a positive {whole}number{limit}, not {raw!r}")
+    return value

@@ -14,12 +14,21 @@ from typing import Callable, Iterable, TypeVar
 
 import psycopg
 
+from receiptsync_common import contract
+
 from . import migrations
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+# sync_runs.status: Started while the attempt runs; Finished or Failed (the attempt's phase) when it
+# ends; Lost when a later attempt of the same run started while this one was still Started (its
+# worker was killed or vanished before closing the row) - then reason is WorkerLost.
+STATUS_STARTED = "Started"
+STATUS_LOST = "Lost"
+REASON_WORKER_LOST = contract.REASON_WORKER_LOST
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,19 +145,36 @@ class Store:
 
         return self.transact(read)
 
-    def run_started(self, run: RunRecord) -> None:
-        self.transact(
-            lambda conn: conn.execute(
+    def run_started(self, run: RunRecord) -> int:
+        """Open (or re-open) the attempt's row. In the same transaction, earlier attempts of the same
+        run still ``Started`` are closed as ``Lost`` (reason WorkerLost): a new attempt exists only
+        because the operator gave up on them, and a killed worker never closes its own row. Returns
+        how many rows were closed so."""
+
+        def write(conn: psycopg.Connection) -> int:
+            lost = conn.execute(
+                "UPDATE sync_runs SET status = %s, reason = %s, finished_at = %s, error = %s"
+                " WHERE run_key = %s AND attempt < %s AND job_id <> %s AND status = %s",
+                (STATUS_LOST, REASON_WORKER_LOST, run.started_at,
+                 f"the worker of this attempt ended without closing it; attempt {run.attempt} took over",
+                 run.run_key, run.attempt, run.job_id, STATUS_STARTED),
+            ).rowcount
+            conn.execute(
                 "INSERT INTO sync_runs (job_id, run_key, business_id, namespace, name, run_id, attempt, mode,"
                 " date_from, date_to, started_at, status)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'Started')"
-                " ON CONFLICT (job_id) DO UPDATE SET started_at = EXCLUDED.started_at, status = 'Started',"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (job_id) DO UPDATE SET started_at = EXCLUDED.started_at, status = EXCLUDED.status,"
                 " date_from = EXCLUDED.date_from, date_to = EXCLUDED.date_to, finished_at = NULL,"
                 " reason = NULL, error = NULL",
                 (run.job_id, run.run_key, run.business_id, run.namespace, run.name, run.run_id, run.attempt, run.mode,
-                 run.date_from, run.date_to, run.started_at),
+                 run.date_from, run.date_to, run.started_at, STATUS_STARTED),
             )
-        )
+            return lost
+
+        lost = self.transact(write)
+        if lost:
+            log.info("closed %d earlier attempt(s) of run %s as %s", lost, run.run_key, STATUS_LOST)
+        return lost
 
     def run_finished(
         self,

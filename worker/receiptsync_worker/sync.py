@@ -19,9 +19,9 @@ from receiptsync_common.jobspec import JobPayload
 
 from . import credentials as creds
 from . import joblog, plan, ratelimit
-from .config import Settings
+from .config import Settings, Tuning
 from .fetch import FetchedChunk
-from .gmail_client import GmailApiError, GmailClient, HistoryExpired
+from .gmail_client import GmailApiError, GmailClient, GmailTimeout, HistoryExpired
 from .heartbeat import Heartbeats, Progress, Ticker
 from .pipeline import IdFilter, Pipeline, PipelineResult
 from .redact import Redactor
@@ -31,17 +31,6 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Tuning:
-    quota_rate: float = ratelimit.GMAIL_UNITS_PER_SECOND
-    quota_burst: float = ratelimit.DEFAULT_BURST_UNITS
-    fetchers: int = 4
-
-    @property
-    def batch_size(self) -> int:
-        return ratelimit.batch_size_for(self.quota_burst, ratelimit.UNITS_MESSAGES_GET)
 
 
 @dataclasses.dataclass
@@ -66,6 +55,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return contract.REASON_GMAIL_AUTH_ERROR, creds.RECONNECT_MESSAGE
     if isinstance(exc, creds.CredentialsFormatError):
         return contract.REASON_GMAIL_AUTH_ERROR, f"{exc}; reconnect Gmail for this business."
+    if isinstance(exc, GmailTimeout):  # before GmailApiError: it is one
+        return contract.REASON_TIMEOUT, str(exc)
     if isinstance(exc, GmailApiError):
         return contract.REASON_GMAIL_API_ERROR, str(exc)
     if isinstance(exc, (DatabaseUnavailable, *TRANSIENT_ERRORS)):
@@ -87,12 +78,12 @@ class Attempt:
         self,
         settings: Settings,
         stop: threading.Event | None = None,
-        tuning: Tuning = Tuning(),
+        tuning: Tuning | None = None,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.tuning = tuning
+        self.tuning = tuning if tuning is not None else settings.tuning  # default: from the environment
         self._now = now
         self.redactor = Redactor()
         self.progress = Progress()
@@ -155,7 +146,7 @@ class Attempt:
         info = creds.parse_authorized_user(self.settings.credentials_json)
         self.redactor.add(*creds.secret_values(info))
         state, window, attempt_started, done = self._begin(payload)
-        mailbox, new_history_id = self._connect_gmail(info)
+        mailbox, new_history_id = self._connect_gmail(info, deadline)
         id_filter = self._id_filter(payload, state, mailbox, done)
         pages = iter(()) if id_filter.only == set() else self.client.message_id_pages(plan.search_query(payload, window))
         run_key = plan.run_key(payload)
@@ -193,13 +184,14 @@ class Attempt:
         self.progress.add(earlier_scanned, earlier_saved)
         return state, window, attempt_started, done
 
-    def _connect_gmail(self, info: dict[str, Any]) -> tuple[str, int]:
+    def _connect_gmail(self, info: dict[str, Any], deadline: float) -> tuple[str, int]:
         """Refresh the token (a revoked grant fails here), read the mailbox and its current
-        history id, and meter every later call through the mailbox's shared quota bucket."""
+        history id, and meter every later call through the mailbox's shared quota bucket. No
+        Gmail call is retried past ``deadline`` (monotonic)."""
         credentials = creds.build_credentials(info)
         creds.refresh(credentials)
         self.redactor.add(credentials.token)
-        self.client = GmailClient(credentials, self.settings.gmail_endpoint, stop=self.stop)
+        self.client = GmailClient(credentials, self.settings.gmail_endpoint, stop=self.stop, deadline=deadline)
         profile = self.client.profile()
         mailbox = profile["emailAddress"]
         self.client.bucket = ratelimit.QuotaBucket(self.redis, mailbox, self.tuning.quota_rate, self.tuning.quota_burst)
