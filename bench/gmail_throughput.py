@@ -141,14 +141,14 @@ def run_naive(emulator: EmulatorProcess, payload: JobPayload, sample: int, seed:
     ids = [mid for page in client.message_id_pages(query) for mid in page]
     list_seconds = time.monotonic() - started
     chosen = ids if sample <= 0 or sample >= len(ids) else random.Random(seed).sample(ids, sample)
-    service = client._service()[0]  # the plain client: one request at a time
+    resources = client._service()[0]  # the plain client: one request at a time
     started = time.monotonic()
     attachments = 0
     for message_id in chosen:
-        message = service.users().messages().get(userId="me", id=message_id, format="full").execute()
+        message = resources.messages.get(userId="me", id=message_id, format="full").execute()
         for part in read_message(message).attachments:
             if part.attachment_id:
-                service.users().messages().attachments().get(userId="me", messageId=message_id,
+                resources.attachments.get(userId="me", messageId=message_id,
                                                             id=part.attachment_id).execute()
                 attachments += 1
     fetch_seconds = time.monotonic() - started
