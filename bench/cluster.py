@@ -9,10 +9,7 @@ import datetime as dt
 import glob
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,15 +25,13 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.samples import generate_mailbox
-from receiptsync_sandbox.kubeconfig import kubeconfig, service_account_token, write_kubeconfig
-from receiptsync_sandbox.services import free_port
-from receiptsync_sandbox.testing import Sandbox
+from receiptsync_sandbox.kubeconfig import service_account_token
+from receiptsync_sandbox.testing import OperatorProcess, Sandbox, wait_until
 
 from .common import say
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "manifests" / "crds" / "receiptsyncs.yaml"
-OPERATOR_BIN = Path(sys.executable).parent / "receiptsync-operator"
 BENCH_USER = "bench"
 OPERATOR_SA_NAMESPACE = "receiptsync-system"
 OPERATOR_SA = "receiptsync-operator"
@@ -50,14 +45,10 @@ class BenchError(RuntimeError):
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    try:
+        return wait_until(condition, timeout, interval, message=what)
+    except AssertionError as exc:
+        raise BenchError(str(exc)) from None
 
 
 # --- mailboxes ----------------------------------------------------------------------------------------
@@ -180,28 +171,18 @@ class Cluster:
         return client
 
     # --- the operator ---------------------------------------------------------------------------------
-    def start_operator(self, namespace: str, redis_db: int, max_workers: int, **extra: str) -> "OperatorProcess":
-        user = service_account_token(OPERATOR_SA_NAMESPACE, OPERATOR_SA)
-        config_path = write_kubeconfig(self.work / f"operator-{namespace}.kubeconfig",
-                                       kubeconfig(self.api_url, user, user=OPERATOR_SA))
-        env = {
-            **self.sandbox.process_env(),
-            "KUBECONFIG": str(config_path),
-            "PYTHONUNBUFFERED": "1",
-            contract.OPERATOR_ENV_REDIS_URL: self.redis_url(redis_db),
-            contract.OPERATOR_ENV_NAMESPACE: namespace,
-            contract.OPERATOR_ENV_MAX_WORKERS: str(max_workers),
-            contract.OPERATOR_ENV_WORKER_DATABASE_URL: self.env["DATABASE_URL"],
-            contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT: self.env["GMAIL_API_ENDPOINT"],
-            contract.OPERATOR_ENV_METRICS_PORT: str(free_port()),
-            contract.OPERATOR_ENV_LEASE_NAME: f"bench-{namespace}",
-            contract.OPERATOR_ENV_LEASE_NAMESPACE: namespace,
-            contract.OPERATOR_ENV_POD_NAME: f"bench-operator-{namespace}",
-            **extra,
-        }
-        operator = OperatorProcess(env, self.work / f"operator-{namespace}.log", user).start()
+    def start_operator(self, namespace: str, redis_db: int, max_workers: int, **extra: str) -> OperatorProcess:
+        assert self.sandbox is not None
+        operator = OperatorProcess.launch(
+            self.sandbox, self.work / f"operator-{namespace}.log", namespace=namespace,
+            redis_url=self.redis_url(redis_db), identity=f"bench-operator-{namespace}",
+            lease_name=f"bench-{namespace}", token=service_account_token(OPERATOR_SA_NAMESPACE, OPERATOR_SA),
+            lead_timeout=60, stop_timeout=20, **{contract.OPERATOR_ENV_MAX_WORKERS: str(max_workers), **extra})
         self.operators.append(operator)
-        operator.wait_leading()
+        try:
+            operator.wait_leading(interval=0.2)
+        except AssertionError as exc:
+            raise BenchError(f"the operator did not lead: {exc}") from None
         return operator
 
     # --- pod logs ------------------------------------------------------------------------------------
@@ -242,56 +223,6 @@ def job_active(job: dict) -> bool:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
             return False
     return not (status.get("succeeded") or status.get("failed"))
-
-
-class OperatorProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, user: str) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.user = user
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "OperatorProcess":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(OPERATOR_BIN)], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def lines(self) -> list[dict]:
-        out = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(raw))
-            except ValueError:
-                out.append({"message": raw})
-        return out
-
-    def wait_leading(self, timeout: float = 60) -> None:
-        def leading() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise BenchError(f"the operator exited ({self.proc.returncode}); log: {self.log_path}")
-            return any(line.get("message") == "leading" for line in self.lines())
-        wait_for(leading, timeout, "the operator to lead", interval=0.2)
-
-    def errors(self) -> list[dict]:
-        return [line for line in self.lines() if str(line.get("levelname") or line.get("level") or "").lower()
-                in ("error", "critical")]
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._log.close()
 
 
 # --- watching ReceiptSyncs ----------------------------------------------------------------------------------

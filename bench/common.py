@@ -1,4 +1,5 @@
-"""What every benchmark shares: percentiles, process CPU/RSS readings, machine info, figures."""
+"""What every benchmark shares: percentiles, process CPU/RSS readings, machine info, figures, and the
+opening of an operator benchmark (its namespace, Redis database, operator and watch)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import redis
+
+    from receiptsync_sandbox.testing import OperatorProcess
+
+    from .cluster import Cluster, Watch
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -159,3 +167,25 @@ class Stopwatch:
 
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+class OperatorBench(NamedTuple):
+    namespace: str
+    redis: "redis.Redis"
+    operator: "OperatorProcess"
+    watch: "Watch"
+
+
+def open_operator_bench(cluster: "Cluster", bench: str, redis_db: int, max_workers: int) -> OperatorBench:
+    """A fresh ``bench-<bench>-<suffix>`` namespace with the Gmail secrets, an emptied Redis database, the
+    operator leading there and a watch on its ReceiptSyncs (given a second to settle)."""
+    from .cluster import Watch, unique_suffix  # cluster.py imports this module
+
+    namespace = f"bench-{bench}-{unique_suffix()}"
+    cluster.create_namespace(namespace)
+    cluster.create_secrets(namespace)
+    redis_client = cluster.redis(redis_db)
+    operator = cluster.start_operator(namespace, redis_db, max_workers)
+    watch = Watch(cluster, namespace).start()
+    time.sleep(1.0)
+    return OperatorBench(namespace, redis_client, operator, watch)

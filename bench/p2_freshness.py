@@ -12,8 +12,8 @@ from typing import Any
 from receiptsync_common import contract
 
 from . import freshness
-from .cluster import Cluster, Watch, audit_summary, stream_entries, unique_suffix
-from .common import Figure, say, summary
+from .cluster import Cluster, audit_summary, stream_entries
+from .common import Figure, open_operator_bench, say, summary
 
 P95_GOAL = 1.0
 WRITES_GOAL = 8.0
@@ -21,13 +21,7 @@ REDIS_DB = 2
 
 
 def run(cluster: Cluster, runs: int, max_workers: int = 4, timeout: float = 600) -> tuple[list[Figure], dict[str, Any]]:
-    namespace = f"bench-p2-{unique_suffix()}"
-    cluster.create_namespace(namespace)
-    cluster.create_secrets(namespace)
-    redis_client = cluster.redis(REDIS_DB)
-    operator = cluster.start_operator(namespace, REDIS_DB, max_workers)
-    watch = Watch(cluster, namespace).start()
-    time.sleep(1.0)
+    namespace, redis_client, operator, watch = open_operator_bench(cluster, "p2", REDIS_DB, max_workers)
     cluster.audit_clear()
     names = [f"p2-{i:04d}" for i in range(runs)]
     say(f"P2: {runs} runs, {max_workers} in flight, operator pid {operator.pid}")

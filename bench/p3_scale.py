@@ -12,22 +12,15 @@ from typing import Any
 
 from receiptsync_common import contract
 
-from .cluster import (BenchError, Cluster, Watch, audit_summary, commandstats, count_terminal, redis_ops, terminal,
-                      unique_suffix)
-from .common import Figure, cpu_seconds, load_average, proc_status, say
+from .cluster import BenchError, Cluster, audit_summary, commandstats, count_terminal, redis_ops, terminal
+from .common import Figure, cpu_seconds, load_average, open_operator_bench, proc_status, say
 
 RSS_GOAL_MB = 300.0
 REDIS_DB = 3
 
 
 def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple[list[Figure], dict[str, Any]]:
-    namespace = f"bench-p3-{unique_suffix()}"
-    cluster.create_namespace(namespace)
-    cluster.create_secrets(namespace)
-    redis_client = cluster.redis(REDIS_DB)
-    operator = cluster.start_operator(namespace, REDIS_DB, max_workers)
-    watch = Watch(cluster, namespace).start()
-    time.sleep(1.0)
+    namespace, redis_client, operator, watch = open_operator_bench(cluster, "p3", REDIS_DB, max_workers)
     idle_rss = proc_status(operator.pid, "VmRSS")
     cpu_before = cpu_seconds(operator.pid)
     cluster.audit_clear()

@@ -11,21 +11,15 @@ from typing import Any
 
 from receiptsync_common import contract
 
-from .cluster import BenchError, Cluster, Watch, stream_entries, terminal, unique_suffix, wait_for
-from .common import Figure, say, summary
+from .cluster import BenchError, Cluster, Watch, stream_entries, terminal, wait_for
+from .common import Figure, open_operator_bench, say, summary
 
 P95_GOAL = 3.0
 REDIS_DB = 4
 
 
 def run(cluster: Cluster, samples: int, max_workers: int = 4) -> tuple[list[Figure], dict[str, Any]]:
-    namespace = f"bench-p4-{unique_suffix()}"
-    cluster.create_namespace(namespace)
-    cluster.create_secrets(namespace)
-    redis_client = cluster.redis(REDIS_DB)
-    operator = cluster.start_operator(namespace, REDIS_DB, max_workers)
-    watch = Watch(cluster, namespace).start()
-    time.sleep(1.0)
+    namespace, redis_client, operator, watch = open_operator_bench(cluster, "p4", REDIS_DB, max_workers)
     say(f"P4: {samples} samples from zero workers, then a burst of {2 * max_workers}")
     applied_at: dict[str, float] = {}  # name -> epoch seconds just before the create call
     for index in range(samples):

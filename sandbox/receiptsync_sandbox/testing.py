@@ -1,25 +1,36 @@
-"""Test helpers: a whole sandbox brought up with the real command, driven with the real kubectl/helm.
+"""Test helpers: a whole sandbox brought up with the real command, driven with the real kubectl/helm,
+and the real operator run against it as a subprocess (the operator e2e tests, the fault suite and the
+benchmarks all start it the same way).
 
     with Sandbox() as sandbox:               # `receiptsync-sandbox up --no-operator` in a temp dir
         sandbox.kubectl("get", "pods")
         sandbox.api()                         # kubernetes.client.ApiClient from its kubeconfig
+        op = OperatorProcess.launch(sandbox, tmp / "op-0.log", namespace="t-1", redis_url=...,
+                                    identity="op-0", token=service_account_token("t-1", "receiptsync-operator"))
+        op.wait_leading(); op.logged("leading"); op.stop()
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import procs
 
 BIN = Path(sys.executable).parent
+OPERATOR_BIN = BIN / "receiptsync-operator"
+# Set it to keep the per-test operator logs (and print where they are).
+KEEP_LOGS_ENV = "RECEIPTSYNC_KEEP_OPERATOR_LOGS"
 
 
 class SandboxError(RuntimeError):
@@ -148,3 +159,201 @@ def container_pids(pod: dict) -> list[int]:
 def process_running(pid: int) -> bool:
     process = procs.identify(pid)
     return bool(process and procs.is_alive(process))
+
+
+def receiptsync_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A ReceiptSync object named ``name`` with ``spec``."""
+    from receiptsync_common import contract
+
+    return {"apiVersion": contract.API_VERSION, "kind": contract.KIND, "metadata": {"name": name}, "spec": spec}
+
+
+class InNamespace:
+    """kubectl helpers scoped to one namespace (``self.ns``) of a running sandbox (``self.sandbox``)."""
+
+    sandbox: Sandbox
+    ns: str
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        return self.sandbox.kubectl("-n", self.ns, *args, check=check, input=input)
+
+    def get(self, kind: str, name: str | None = None) -> dict | None:
+        result = self.kubectl("get", kind, *([name] if name else []), "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def status(self, name: str) -> dict:
+        """A ReceiptSync's status ({} while it has none or does not exist)."""
+        from receiptsync_common import contract
+
+        return ((self.get(contract.PLURAL, name) or {}).get("status")) or {}
+
+
+def emulator_admin(endpoint: str, path: str, body: dict | None = None, timeout: float = 10) -> Any:
+    """One call to the Gmail emulator's admin API (``/_emulator/...``): GET, or POST of ``body``."""
+    request = urllib.request.Request(
+        endpoint.rstrip("/") + "/" + path.lstrip("/"), method="GET" if body is None else "POST",
+        data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def bracket_depths(query: str) -> list[int]:
+    """Gmail search text: the ``(``/``{`` nesting depth after each character (brackets inside a
+    double-quoted phrase do not count)."""
+    depths, depth, quoted = [], 0, False
+    for ch in query:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            depth += (ch in "({") - (ch in ")}")
+        depths.append(depth)
+    return depths
+
+
+# --- the real operator as a subprocess --------------------------------------------------------------------
+def operator_env(sandbox: Sandbox, *, namespace: str, redis_url: str, identity: str, lease_name: str,
+                 kubeconfig: Path | None = None, **overrides: str | None) -> dict[str, str]:
+    """The environment the operator runs with against ``sandbox``: scoped to ``namespace``, its own Redis
+    database, leader election on a Lease in that namespace, a free metrics port. ``overrides`` win
+    (contract.OPERATOR_ENV_* names); an override of None removes the variable."""
+    from receiptsync_common import contract
+
+    from .services import free_port
+
+    env: dict[str, str | None] = {
+        **sandbox.process_env(),
+        **({"KUBECONFIG": str(kubeconfig)} if kubeconfig else {}),
+        contract.OPERATOR_ENV_REDIS_URL: redis_url,
+        contract.OPERATOR_ENV_NAMESPACE: namespace,
+        contract.OPERATOR_ENV_WORKER_DATABASE_URL: sandbox.env.get("DATABASE_URL", ""),
+        contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT: sandbox.env.get("GMAIL_API_ENDPOINT", ""),
+        contract.OPERATOR_ENV_METRICS_PORT: str(free_port()),
+        contract.OPERATOR_ENV_LEASE_NAME: lease_name,
+        contract.OPERATOR_ENV_LEASE_NAMESPACE: namespace,
+        contract.OPERATOR_ENV_POD_NAME: identity,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(overrides)
+    return {name: value for name, value in env.items() if value is not None}
+
+
+class OperatorProcess:
+    """`receiptsync-operator` as a subprocess; stdout and stderr go to ``log_path`` (JSON lines).
+
+    ``user`` is the bearer token of its kubeconfig (the sandbox audit's user name for its calls), or
+    None when it uses the sandbox's own kubeconfig."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, user: str | None = None, *,
+                 lead_timeout: float = 30, stop_timeout: float = 15) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.user = user
+        self.lead_timeout = lead_timeout
+        self.stop_timeout = stop_timeout
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @classmethod
+    def prepare(cls, sandbox: Sandbox, log_path: Path, *, namespace: str, redis_url: str, identity: str,
+                lease_name: str, token: str | None = None, lead_timeout: float = 30, stop_timeout: float = 15,
+                **overrides: str | None) -> "OperatorProcess":
+        """One to :meth:`start`, with :func:`operator_env`. With ``token``, it gets a kubeconfig of its own
+        next to its log (``<log>.kubeconfig``) whose bearer token is ``token``, e.g. a service account's
+        ``system:serviceaccount:<ns>:<sa>``, so the sandbox audit tells its API calls apart."""
+        from .kubeconfig import kubeconfig, write_kubeconfig
+
+        config_path = None
+        if token is not None:
+            config_path = write_kubeconfig(log_path.with_suffix(".kubeconfig"),
+                                           kubeconfig(sandbox.env["RECEIPTSYNC_SANDBOX_API"], token, user=token))
+        env = operator_env(sandbox, namespace=namespace, redis_url=redis_url, identity=identity,
+                           lease_name=lease_name, kubeconfig=config_path, **overrides)
+        return cls(env, log_path, token, lead_timeout=lead_timeout, stop_timeout=stop_timeout)
+
+    @classmethod
+    def launch(cls, sandbox: Sandbox, log_path: Path, **kw: Any) -> "OperatorProcess":
+        """:meth:`prepare` and :meth:`start` (not waiting for it to lead)."""
+        return cls.prepare(sandbox, log_path, **kw).start()
+
+    def start(self) -> "OperatorProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(OPERATOR_BIN)], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def identity(self) -> str:
+        from receiptsync_common import contract
+
+        return self.env[contract.OPERATOR_ENV_POD_NAME]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Its log so far, one dict per line (a line that is not JSON: ``{"message": line}``)."""
+        out = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"message": raw})
+        return out
+
+    def logged(self, message: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("message") == message]
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if str(line.get("levelname") or line.get("level") or "").lower()
+                in ("error", "critical")]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_leading(self, timeout: float | None = None, interval: float = 0.1) -> None:
+        """Until it logs ``leading``; AssertionError on timeout or when it exits first."""
+        def leading() -> bool:
+            if self.logged("leading"):
+                return True
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"operator {self.identity} exited ({self.proc.returncode}) before leading;"
+                                     f" log: {self.log_path}")
+            return False
+
+        wait_until(leading, self.lead_timeout if timeout is None else timeout, interval,
+                   message=f"{self.identity} leading")
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM (SIGKILL after ``timeout``); returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.stop_timeout if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, no cleanup, no lease release."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def closing_world(world: Any, log_dir: Path) -> Iterator[Any]:
+    """A test's world (operators, namespace, Redis DB) for a fixture to yield, closed afterwards; with
+    RECEIPTSYNC_KEEP_OPERATOR_LOGS set, says where the operator logs are."""
+    try:
+        yield world
+    finally:
+        world.close()
+        if os.environ.get(KEEP_LOGS_ENV):
+            print(f"operator logs in {log_dir}")

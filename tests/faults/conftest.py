@@ -4,7 +4,6 @@ workers are the real worker image run by the node agent), and the per-R report p
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from faultkit import BULK_MAILBOX, CRD, END_DATE, FAULT_MAILBOX, LOAD_MAILBOXES, Mailbox, World, generate_mailbox
 from receiptsync_common import contract
-from receiptsync_sandbox.testing import Sandbox
+from receiptsync_sandbox.testing import Sandbox, closing_world
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +79,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 @pytest.fixture
 def world(fault_sandbox, mailboxes, tmp_path):
-    w = World(fault_sandbox, tmp_path, mailboxes)
-    try:
+    with closing_world(World(fault_sandbox, tmp_path, mailboxes), tmp_path) as w:
         yield w
-    finally:
-        w.close()
-        if os.environ.get("RECEIPTSYNC_KEEP_OPERATOR_LOGS"):
-            print(f"operator logs in {tmp_path}")
 
 

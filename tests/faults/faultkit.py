@@ -14,9 +14,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,14 +24,13 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.samples import generate_mailbox
-from receiptsync_sandbox.kubeconfig import kubeconfig, write_kubeconfig
-from receiptsync_sandbox.services import free_port
-from receiptsync_sandbox.testing import Sandbox, container_pids, wait_until
+from receiptsync_sandbox.kubeconfig import service_account_token
+from receiptsync_sandbox.testing import (InNamespace, OperatorProcess, Sandbox, container_pids, emulator_admin,
+                                        receiptsync_manifest, wait_until)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CRD = ROOT / "manifests" / "crds" / "receiptsyncs.yaml"
-OPERATOR_BIN = Path(sys.executable).parent / "receiptsync-operator"
 
 # Fixed end date: byte-identical mailboxes (and ground truth) on every run, whatever today is.
 END_DATE = dt.date(2025, 6, 30)
@@ -58,56 +55,7 @@ class Mailbox:
         return [m for m in self.truth if m.is_receipt and a <= m.date.astimezone(dt.timezone.utc).date() <= b]
 
 
-# --- the operator --------------------------------------------------------------------------------------
-class OperatorProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "OperatorProcess":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(OPERATOR_BIN)], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def identity(self) -> str:
-        return self.env[contract.OPERATOR_ENV_POD_NAME]
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(raw))
-            except ValueError:
-                out.append({"message": raw})
-        return out
-
-    def logged(self, message: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("message") == message]
-
-    def wait_leading(self, timeout: float = 30) -> None:
-        wait_until(lambda: self.logged("leading"), timeout, message=f"{self.identity} leading")
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-class World:
+class World(InNamespace):
     """One test's world: a namespace, a Redis DB, operators (real workers), kubectl, DB and emulator helpers."""
 
     def __init__(self, sandbox: Sandbox, tmp: Path, mailboxes: dict[str, Mailbox]) -> None:
@@ -131,47 +79,35 @@ class World:
     # --- operator ---------------------------------------------------------------------------------------
     @property
     def operator_user(self) -> str:
-        return f"system:serviceaccount:{self.ns}:{self.service_account}"
+        return service_account_token(self.ns, self.service_account)
 
     def operator_env(self, **overrides: str) -> dict[str, str]:
-        identity = f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}"
-        # A kubeconfig whose token names a service account: the API audit tells our calls apart.
-        config = kubeconfig(self.sandbox.env["RECEIPTSYNC_SANDBOX_API"], self.operator_user, user=self.operator_user)
-        path = write_kubeconfig(self.tmp / f"{identity}.kubeconfig", config)
-        env = {
-            **self.sandbox.process_env(),
-            "KUBECONFIG": str(path),
-            contract.OPERATOR_ENV_REDIS_URL: self.redis_url,
-            contract.OPERATOR_ENV_NAMESPACE: self.ns,
-            contract.OPERATOR_ENV_MAX_WORKERS: "4",
-            contract.OPERATOR_ENV_HEARTBEAT_TIMEOUT: "3",
-            contract.OPERATOR_ENV_WORKER_IMAGE: f"{contract.WORKER_IMAGE}:{contract.IMAGE_TAG}",
-            contract.OPERATOR_ENV_WORKER_DATABASE_URL: self.database_url,
-            contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT: self.sandbox.env["GMAIL_API_ENDPOINT"],
-            contract.OPERATOR_ENV_METRICS_PORT: str(free_port()),
-            contract.OPERATOR_ENV_LEASE_NAME: self.lease,
-            contract.OPERATOR_ENV_LEASE_NAMESPACE: self.ns,
-            contract.OPERATOR_ENV_LEASE_DURATION: "4",
-            contract.OPERATOR_ENV_POD_NAME: identity,
-            contract.OPERATOR_ENV_DELETE_REDIS_TIMEOUT: "3",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop(contract.OPERATOR_ENV_WORKER_COMMAND, None)  # the worker image's own entrypoint
-        env.update(overrides)
-        return env
+        return self._operator(**overrides).env
 
     def start_operator(self, wait: bool = True, **overrides: str) -> OperatorProcess:
-        env = self.operator_env(**overrides)
-        op = OperatorProcess(env, self.tmp / f"{env[contract.OPERATOR_ENV_POD_NAME]}.log").start()
+        op = self._operator(**overrides).start()
         self.operators.append(op)
         if wait:
             op.wait_leading()
         return op
 
-    # --- kubectl ----------------------------------------------------------------------------------------
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None):
-        return self.sandbox.kubectl("-n", self.ns, *args, check=check, input=input)
+    def _operator(self, **overrides: str) -> OperatorProcess:
+        identity = f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}"
+        # A kubeconfig whose token names a service account: the API audit tells our calls apart.
+        settings = {
+            contract.OPERATOR_ENV_MAX_WORKERS: "4",
+            contract.OPERATOR_ENV_HEARTBEAT_TIMEOUT: "3",
+            contract.OPERATOR_ENV_WORKER_IMAGE: f"{contract.WORKER_IMAGE}:{contract.IMAGE_TAG}",
+            contract.OPERATOR_ENV_LEASE_DURATION: "4",
+            contract.OPERATOR_ENV_DELETE_REDIS_TIMEOUT: "3",
+            contract.OPERATOR_ENV_WORKER_COMMAND: None,  # the worker image's own entrypoint
+            **overrides,
+        }
+        return OperatorProcess.prepare(self.sandbox, self.tmp / f"{identity}.log", namespace=self.ns,
+                                       redis_url=self.redis_url, identity=identity, lease_name=self.lease,
+                                       token=self.operator_user, **settings)
 
+    # --- kubectl ----------------------------------------------------------------------------------------
     def apply(self, *objects: dict, check: bool = True):
         return self.kubectl("apply", "-f", "-", check=check, input="\n---\n".join(json.dumps(o) for o in objects))
 
@@ -190,14 +126,7 @@ class World:
         body = {"businessId": business, "mode": "full", "fromDate": "2025-01-01", "toDate": "2025-06-30",
                 "gmail": {"secretRef": {"name": secret}}, "timeout": "60s", "backoffLimit": 3}
         body.update(spec)
-        return {"apiVersion": contract.API_VERSION, "kind": contract.KIND, "metadata": {"name": name}, "spec": body}
-
-    def get(self, kind: str, name: str | None = None) -> dict | None:
-        result = self.kubectl("get", kind, *([name] if name else []), "-o", "json", check=False)
-        return json.loads(result.stdout) if result.returncode == 0 else None
-
-    def status(self, name: str) -> dict:
-        return ((self.get(contract.PLURAL, name) or {}).get("status")) or {}
+        return receiptsync_manifest(name, body)
 
     def wait_status(self, name: str, predicate, timeout: float = 60, message: str = "") -> dict:
         last: list[dict] = [{}]
@@ -255,11 +184,7 @@ class World:
 
     # --- Gmail emulator ---------------------------------------------------------------------------------
     def emulator(self, path: str, body: dict | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.gmail + path, data=data, method="POST" if data is not None else "GET",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        return emulator_admin(self.gmail, path, body)
 
     def emulator_config(self, **changes: Any) -> dict:
         return self.emulator("/_emulator/config", changes) if changes else self.emulator("/_emulator/config")

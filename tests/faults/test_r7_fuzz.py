@@ -21,6 +21,7 @@ from faultkit import add
 from receiptsync_common.jobspec import JobPayload
 from receiptsync_operator import runs, validation
 from receiptsync_sandbox.gmail import query as gmail_search
+from receiptsync_sandbox.testing import bracket_depths
 from receiptsync_worker import plan
 from receiptsync_worker import query as worker_query
 
@@ -99,19 +100,9 @@ def _balanced_group(text: str) -> bool:
     """``text`` is one bracketed group whose brackets balance outside quotes, with an even number of quotes."""
     if not (text.startswith("(") and text.endswith(")")) or text.count('"') % 2:
         return False
-    depth, quoted = 0, False
-    for index, ch in enumerate(text):
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "({":
-            depth += 1
-        elif not quoted and ch in ")}":
-            depth -= 1
-            if depth == 0 and index != len(text) - 1:
-                return False  # the user's group closed early: something escaped it
-            if depth < 0:
-                return False
-    return depth == 0
+    depths = bracket_depths(text)
+    # Open from the first character to the last, which closes it: nothing escapes the group early.
+    return min(depths[:-1]) > 0 and depths[-1] == 0
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,24 +16,16 @@ import pytest
 import redis
 
 from receiptsync_common import contract
+from receiptsync_sandbox.testing import (InNamespace, OperatorProcess, closing_world, operator_env,
+                                        receiptsync_manifest, wait_until)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CRD = ROOT / "manifests" / "crds" / "receiptsyncs.yaml"
 STANDIN = HERE / "standin_worker.py"
-OPERATOR_BIN = Path(sys.executable).parent / "receiptsync-operator"
+# The operators here are quick to lead (a 4 s lease in a fresh namespace).
+LEAD_TIMEOUT = 20
 _db_numbers = itertools.count(1)
-
-
-def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s: {message or condition}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -46,60 +35,7 @@ def crd(sandbox):
     return True
 
 
-class OperatorProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "OperatorProcess":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(OPERATOR_BIN)], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def identity(self) -> str:
-        return self.env[contract.OPERATOR_ENV_POD_NAME]
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(raw))
-            except ValueError:
-                out.append({"message": raw})
-        return out
-
-    def logged(self, message: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("message") == message]
-
-    def wait_leading(self, timeout: float = 20) -> None:
-        wait_until(lambda: self.logged("leading"), timeout, message=f"{self.identity} leading")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """A crash: SIGKILL, no cleanup, no lease release."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-class Env:
+class Env(InNamespace):
     """One test's world: namespace, Redis DB, operators, and kubectl helpers."""
 
     def __init__(self, sandbox, tmp_path: Path) -> None:
@@ -117,33 +53,23 @@ class Env:
 
     # --- operator ---------------------------------------------------------------------------------
     def operator_env(self, **overrides: str) -> dict[str, str]:
-        from receiptsync_sandbox.services import free_port
-
-        env = {
-            **self.sandbox.process_env(),
-            contract.OPERATOR_ENV_REDIS_URL: self.redis_url,
-            contract.OPERATOR_ENV_NAMESPACE: self.ns,
+        settings = {
             contract.OPERATOR_ENV_MAX_WORKERS: "4",
             contract.OPERATOR_ENV_HEARTBEAT_TIMEOUT: "3",
             contract.OPERATOR_ENV_WORKER_COMMAND: json.dumps([sys.executable, str(STANDIN)]),
-            contract.OPERATOR_ENV_WORKER_DATABASE_URL: self.sandbox.env.get("DATABASE_URL", ""),
-            contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT: self.sandbox.env.get("GMAIL_API_ENDPOINT", ""),
-            contract.OPERATOR_ENV_METRICS_PORT: str(free_port()),
-            contract.OPERATOR_ENV_LEASE_NAME: self.lease,
-            contract.OPERATOR_ENV_LEASE_NAMESPACE: self.ns,
             contract.OPERATOR_ENV_LEASE_DURATION: "4",
-            contract.OPERATOR_ENV_POD_NAME: f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}",
             contract.OPERATOR_ENV_DELETE_REDIS_TIMEOUT: "3",
             # The scheduler's clock knob: absent file = real time; tests move it with set_clock().
             contract.OPERATOR_ENV_TEST_CLOCK_OFFSET_FILE: str(self.clock_file),
-            "PYTHONUNBUFFERED": "1",
+            **overrides,
         }
-        env.update(overrides)
-        return env
+        return operator_env(self.sandbox, namespace=self.ns, redis_url=self.redis_url, lease_name=self.lease,
+                            identity=f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}", **settings)
 
     def start_operator(self, wait: bool = True, **overrides: str) -> OperatorProcess:
         env = self.operator_env(**overrides)
-        op = OperatorProcess(env, self.tmp / f"{env[contract.OPERATOR_ENV_POD_NAME]}.log").start()
+        op = OperatorProcess(env, self.tmp / f"{env[contract.OPERATOR_ENV_POD_NAME]}.log",
+                             lead_timeout=LEAD_TIMEOUT).start()
         self.operators.append(op)
         if wait:
             op.wait_leading()
@@ -159,9 +85,6 @@ class Env:
         tmp.replace(self.clock_file)
 
     # --- kubectl --------------------------------------------------------------------------------------
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None):
-        return self.sandbox.kubectl("-n", self.ns, *args, check=check, input=input)
-
     def apply(self, *objects: dict) -> None:
         # A YAML stream of JSON documents (the sandbox's OpenAPI cannot validate `kind: List`).
         self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
@@ -177,18 +100,10 @@ class Env:
         body = {"businessId": name.replace(".", "-"), "mode": "full", "fromDate": "2025-01-01", "toDate": "2025-01-31",
                 "query": query, "gmail": {"secretRef": {"name": secret}}}
         body.update(spec)
-        return {"apiVersion": contract.API_VERSION, "kind": contract.KIND, "metadata": {"name": name}, "spec": body}
-
-    def get(self, kind: str, name: str | None = None) -> dict | None:
-        result = self.kubectl("get", kind, *([name] if name else []), "-o", "json", check=False)
-        return json.loads(result.stdout) if result.returncode == 0 else None
-
-    def status(self, name: str) -> dict:
-        obj = self.get(contract.PLURAL, name)
-        return (obj or {}).get("status") or {}
+        return receiptsync_manifest(name, body)
 
     def wait_status(self, name: str, predicate, timeout: float = 20, message: str = "") -> dict:
-        return wait_until(lambda: (lambda s: s if predicate(s) else None)(self.status(name)), timeout,
+        return wait_until(lambda: (lambda s: s if predicate(s) else None)(self.status(name)), timeout, 0.1,
                           message=message or f"{name} status")
 
     def wait_phase(self, name: str, phase: str, timeout: float = 20, reason: str | None = None) -> dict:
@@ -256,10 +171,5 @@ class PhaseWatch:
 
 @pytest.fixture
 def env(sandbox, crd, tmp_path):
-    world = Env(sandbox, tmp_path)
-    try:
+    with closing_world(Env(sandbox, tmp_path), tmp_path) as world:
         yield world
-    finally:
-        world.close()
-        if os.environ.get("RECEIPTSYNC_KEEP_OPERATOR_LOGS"):
-            print(f"operator logs in {tmp_path}")

@@ -14,25 +14,10 @@ import tomllib
 import pytest
 
 from chart_render import ROOT, tool
+from receiptsync_sandbox.nodeagent.images import dockerfile_instructions as instructions
 
 IMAGES = {"operator": "receiptsync-operator", "worker": "receiptsync-worker"}
 PACKAGE_DIRS = ("common", "operator", "worker")  # what the images COPY (the sandbox is not shipped)
-
-
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, argument) pairs, continuation lines joined, comments dropped."""
-    result, pending = [], ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line, pending = pending + line, ""
-        word, _, rest = line.partition(" ")
-        result.append((word.upper(), rest.strip()))
-    return result
 
 
 def stages(text: str) -> list[list[tuple[str, str]]]:

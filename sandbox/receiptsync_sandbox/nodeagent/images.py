@@ -41,7 +41,7 @@ def project_image(image: str) -> str | None:
 def parse_dockerfile(text: str) -> ImageConfig:
     """ENTRYPOINT, CMD (JSON form) and ENV of the final stage."""
     config = ImageConfig()
-    for instruction, argument in _instructions(text):
+    for instruction, argument in dockerfile_instructions(text):
         if instruction == "FROM":
             config = ImageConfig()
         elif instruction == "ENTRYPOINT":
@@ -54,11 +54,13 @@ def parse_dockerfile(text: str) -> ImageConfig:
     return config
 
 
-def _instructions(text: str) -> list[tuple[str, str]]:
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, argument) pairs, continuation lines joined, comments and blank lines dropped
+    (inside a continuation too, as Docker does)."""
     result, pending = [], ""
     for raw in text.splitlines():
         line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
+        if not line or line.startswith("#"):
             continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
