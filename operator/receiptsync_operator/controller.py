@@ -29,13 +29,16 @@ from .kube import ApiError, Kube, core_path, custom_path
 from .queue import Queue
 from .ratelimit import Throttle
 from .store import Key, Resource, Resources, WorkerJobs, key_of
-from .writer import StatusWriter, apply, status_fields
+from .writer import StatusWriter, apply, merge, status_fields
 
 logger = logging.getLogger(__name__)
 
-WORKER_STARTING_DELAY = 1.0  # a fast worker's Started heartbeat makes this write unnecessary
+WORKER_STARTING_DELAY = 3.0  # a worker's Started heartbeat (≈ 0.4 s after apply) nearly always makes it unnecessary
 WAITING_MIN_GAP = 2.0  # place-in-line updates per resource at most this often
+PLACE_FIRST_DELAY = 2.0  # a run that waits less than this for a slot never gets a place-in-line write
 RESYNC_JOBS_SECONDS = 30.0
+RESYNC_EVERY_PASSES = 10  # every 10th watchdog pass also retries what could not be done at once
+JSON_PATCH = "application/json-patch+json"
 
 _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
 
@@ -72,6 +75,13 @@ class Controller:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._waiting_written: dict[Key, float] = {}
+        self._place_shown: dict[Key, tuple[str, int]] = {}  # key -> (job id, place in line last written)
+        self._waiting_since: dict[str, float] = {}  # job id -> when the dispatcher first saw it wait
+        # Worker slots are taken under this lock (the dispatcher, or _start's immediate Job creation).
+        self._slots = asyncio.Lock()
+        self._queued_ids: frozenset[str] = frozenset()  # the queue as the last dispatch saw it
+        self._waiting_total: int | None = None  # waiting after the last dispatch (None: none yet)
+        self._enqueued_since_dispatch = 0  # entries the last dispatch has not seen
         metrics.MAX_WORKERS.set(settings.max_workers)
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -80,7 +90,7 @@ class Controller:
         await self.resync_jobs()
         consumer = HeartbeatConsumer(self.queue.redis, self.on_heartbeat, scope=self.settings.namespace)
         for name, coro in (("dispatcher", self._dispatch_loop()), ("heartbeats", consumer.run()),
-                           ("jobs-resync", self._resync_jobs_loop())):
+                           ("jobs-resync", self._resync_jobs_loop()), ("watchdog", self._watchdog_loop())):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def _learn_status_schema(self) -> None:
@@ -123,15 +133,83 @@ class Controller:
         return self.resources.observe(body)
 
     async def observe(self, body: Mapping[str, Any]) -> None:
-        """Every watch event: refresh the cache; start a run if one is due."""
-        item = self.resources.observe(body)
+        """Every watch event: refresh the cache; clean up a deletion; make sure our finalizer is on
+        (before anything starts, so kopf's or our own metadata patch never races a status write);
+        start a run if one is due."""
         key = key_of(body)
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            if contract.FINALIZER in (meta.get("finalizers") or []):
+                self.resources.observe(body)  # so nothing starts for it meanwhile
+                await self.finalize(body)
+            else:
+                self.forget(key)
+            return
+        if contract.FINALIZER not in (meta.get("finalizers") or []):
+            added = await self._add_finalizer(body)
+            if added is None:
+                self.resources.observe(body)  # known, so the watchdog's resync tries again
+                return
+            body = added
+        item = self.resources.observe(body)
         if runs.next_run(item.meta, self.writer.view(key), item.spec) is not None:
             try:
                 await self.start_run(key)
             except (RedisError, OSError) as exc:
                 # The watchdog's resync starts it once Redis is back.
                 self.redis_unavailable(key, exc)
+
+    # --- our finalizer (added and released here, not by kopf: see handlers.py) -----------------------------
+    async def _add_finalizer(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The object with our finalizer added, or None if it changed meanwhile (or is gone)."""
+        meta = body.get("metadata") or {}
+        add = ({"op": "add", "path": "/metadata/finalizers/-", "value": contract.FINALIZER} if meta.get("finalizers")
+               else {"op": "add", "path": "/metadata/finalizers", "value": [contract.FINALIZER]})
+        # Guarded by the resourceVersion: a list someone else just changed is never overwritten.
+        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}, add]
+        try:
+            return await self.kube.request("PATCH", self._path(key_of(body)), body=ops, content_type=JSON_PATCH)
+        except ApiError as exc:
+            if exc.status not in (404, 409, 422):
+                logger.warning("could not add the finalizer: %s", exc, extra=_log_extra(key_of(body)))
+            return None
+
+    async def _release_finalizer(self, key: Key, body: Mapping[str, Any]) -> None:
+        for _ in range(3):
+            finalizers = list((body.get("metadata") or {}).get("finalizers") or [])
+            if contract.FINALIZER not in finalizers:
+                return
+            index = finalizers.index(contract.FINALIZER)
+            ops = [{"op": "test", "path": f"/metadata/finalizers/{index}", "value": contract.FINALIZER},
+                   {"op": "remove", "path": f"/metadata/finalizers/{index}"}]
+            try:
+                await self.kube.request("PATCH", self._path(key), body=ops, content_type=JSON_PATCH)
+                return
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                if exc.status not in (409, 422):
+                    raise
+            try:  # the list changed under us: read it again
+                body = await self.kube.get(self._path(key))
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
+
+    async def finalize(self, body: Mapping[str, Any]) -> None:
+        """A deletion: clean up, then let our finalizer go. A failure is retried by the watchdog."""
+        key = key_of(body)
+        try:
+            await self.cleanup(body)
+            await self._release_finalizer(key, body)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the deletion must not stay stuck
+            logger.warning("cleanup before deletion failed, will retry: %s", exc, extra=_log_extra(key))
+            self.resources.observe(body)  # keep it known, so the watchdog retries
+
+    @staticmethod
+    def _path(key: Key) -> str:
+        return custom_path(contract.GROUP, contract.VERSION, contract.PLURAL, *key)
 
     def redis_unavailable(self, key: Key, exc: BaseException) -> None:
         """One warning per resource per redis_warning_interval, however often it is retried."""
@@ -144,6 +222,7 @@ class Controller:
         self.resources.forget(key)
         self.writer.drop(key)
         self._waiting_written.pop(key, None)
+        self._place_shown.pop(key, None)
         self._schedule_memo.pop(key, None)
         self._redis_warnings.reset(key)
         self._update_phase_metrics()
@@ -239,14 +318,39 @@ class Controller:
         await self.queue.enqueue(payload, score=now.timestamp())
         patch = {**(extra or {}), **st.queued(current, run_id=run_id, job_id=payload.job_id,
                                                date_range=runs.known_range(payload), **common)}
+        # A free slot and nobody ahead: the worker Job now, and Queued + workerJob in one write.
+        job_name = await self._start_now(item, key, payload)
+        if job_name is not None:
+            patch = merge(patch, st.worker_starting(apply(current, patch), job_name=job_name))
         if not await self.writer.write(key, patch):
             return False
         logger.info("run queued", extra=_log_extra(key, run=run_id, job_id=payload.job_id,
                                                      priority=payload.priority, trigger=trigger.kind))
-        why = trigger.kind if trigger.schedule_time is None else f"scheduled for {st.rfc3339(trigger.schedule_time)}"
-        self.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
-                         f"Run {run_id} queued with priority {payload.priority} ({why})")
+        # No Event for Queued itself: one goes out if the run has to wait for a slot (_show_place_in_line).
         return True
+
+    def _slot_free_now(self, job_id: str) -> bool:
+        return (self.jobs.primed and not self._slots.locked() and self._waiting_total == 0
+                and self._enqueued_since_dispatch == 0 and self._active_workers() < self.settings.max_workers
+                and job_id not in self.backoff.blocked(time.monotonic()))
+
+    async def _start_now(self, item: Resource, key: Key, payload: JobPayload) -> str | None:
+        """Create the worker Job for a just-enqueued attempt at once if a slot is free and nothing
+        waits ahead of it (the caller holds the resource's lock); its name, else None (the
+        dispatcher starts it in order, with backoff and Events should the creation be refused)."""
+        if not self._slot_free_now(payload.job_id):
+            self._enqueued_since_dispatch += 1
+            return None
+        job_name = runs.job_name_for(item.meta, payload.run_id, payload.attempt)
+        async with self._slots:  # free (checked just above): taken without waiting
+            try:
+                await self._create_job(item, key, payload, job_name)
+            except ApiError as exc:
+                if exc.status != 409:
+                    self._enqueued_since_dispatch += 1
+                    return None
+                await self.queue.dequeue(payload.job_id)  # it exists already: never twice
+        return job_name
 
     async def _stop_run(self, item: Resource, key: Key, entry: Mapping[str, Any], message: str) -> None:
         job_id = entry.get("jobId") or ""
@@ -314,19 +418,26 @@ class Controller:
         return self.jobs.active_count(self.settings.namespace or None)
 
     async def dispatch_once(self) -> None:
-        entries = [e for e in await self.queue.entries() if self._entry_in_scope(e.job_id)]
-        for priority in contract.PRIORITIES:
-            metrics.QUEUE_DEPTH.labels(priority).set(sum(1 for e in entries if e.priority == priority))
-        if not self.jobs.primed:
-            return  # capacity is unknown until our Jobs have been listed once
-        active = self._active_workers()
-        metrics.ACTIVE_WORKERS.set(active)
-        plan = dispatch.plan(entries, active=active, max_workers=self.settings.max_workers,
-                             blocked=self.backoff.blocked(time.monotonic()))
-        for job_id in plan.start:
-            await self.start_attempt(job_id)
+        async with self._slots:
+            self._enqueued_since_dispatch = 0
+            entries = [e for e in await self.queue.entries() if self._entry_in_scope(e.job_id)]
+            self._queued_ids = frozenset(e.job_id for e in entries)
+            for priority in contract.PRIORITIES:
+                metrics.QUEUE_DEPTH.labels(priority).set(sum(1 for e in entries if e.priority == priority))
+            if not self.jobs.primed:
+                return  # capacity is unknown until our Jobs have been listed once
+            active = self._active_workers()
+            metrics.ACTIVE_WORKERS.set(active)
+            plan = dispatch.plan(entries, active=active, max_workers=self.settings.max_workers,
+                                 blocked=self.backoff.blocked(time.monotonic()))
+            for job_id in plan.start:
+                await self.start_attempt(job_id)
+            self._waiting_total = plan.total_waiting
+        now = time.monotonic()
+        self._waiting_since = {job_id: self._waiting_since.get(job_id, now) for job_id in plan.waiting}
         for job_id, position in plan.waiting.items():
-            await self._show_place_in_line(job_id, position, plan.total_waiting)
+            if now - self._waiting_since[job_id] >= PLACE_FIRST_DELAY:
+                await self._show_place_in_line(job_id, position, plan.total_waiting)
 
     def _entry_in_scope(self, job_id: str) -> bool:
         parsed = runs.parse_job_id(job_id)
@@ -356,29 +467,35 @@ class Controller:
                 return
             payload = await self.queue.payload(job_id) or runs.build_payload(
                 item.meta, item.spec, run_id=run_id, attempt=attempt, now=_now())
-            manifest = jobs.build(payload, item.meta, item.spec, self.settings)
             try:
-                created = await self.kube.create(f"/apis/batch/v1/namespaces/{namespace}/jobs", manifest)
+                await self._create_job(item, key, payload, job_name)
             except ApiError as exc:
                 if exc.status == 409:
                     await self.queue.dequeue(job_id)
                     return
                 await self._job_create_failed(item, key, job_id, exc)
                 return
-            self.backoff.succeeded(job_id)
-            self.jobs.created(created)
-            await self.queue.dequeue(job_id)
-            metrics.JOBS_CREATED.inc()
-            logger.info("worker Job created", extra=_log_extra(key, job_id=job_id, job=job_name,
-                                                               run=run_id, attempt=attempt))
+            self._place_shown.pop(key, None)
+            # Usually the worker's Started heartbeat comes first and carries this news with it (a
+            # place-in-line write still pending waits for it too: its deadline is replaced).
             if is_current:
                 self.writer.defer(key, st.worker_starting(current, job_name=job_name),
-                                  delay=WORKER_STARTING_DELAY, lock=item.lock)
+                                  delay=WORKER_STARTING_DELAY, lock=item.lock, reset=True)
             else:
                 self.writer.defer(key, {"runs": st.upsert_run(current.get("runs"), {
                     "runId": run_id, "workerJob": job_name})}, delay=WORKER_STARTING_DELAY, lock=item.lock)
-            self.events.post(item.meta, NORMAL, "WorkerJobCreated",
-                             f"Created worker Job {job_name} for run {run_id}, attempt {attempt}")
+
+    async def _create_job(self, item: Resource, key: Key, payload: JobPayload, job_name: str) -> None:
+        """Create an attempt's worker Job and take it out of the queue (ApiError if refused). The
+        Job itself is the record (no Event: the worker's Started one names it)."""
+        manifest = jobs.build(payload, item.meta, item.spec, self.settings)
+        created = await self.kube.create(f"/apis/batch/v1/namespaces/{key[0]}/jobs", manifest)
+        self.backoff.succeeded(payload.job_id)
+        self.jobs.created(created)
+        await self.queue.dequeue(payload.job_id)
+        metrics.JOBS_CREATED.inc()
+        logger.info("worker Job created", extra=_log_extra(key, job_id=payload.job_id, job=job_name,
+                                                           run=payload.run_id, attempt=payload.attempt))
 
     async def _job_exists(self, namespace: str, name: str) -> bool:
         if self.jobs.get(namespace, name) is not None:
@@ -417,16 +534,23 @@ class Controller:
             return
         key = parsed[:2]
         item = self.resources.get(key)
-        if item is None:
+        shown = self._place_shown.get(key)
+        shown_position = shown[1] if shown is not None and shown[0] == job_id else None
+        # Decided first: with a long queue nearly every waiting run's answer is "not worth a write".
+        if item is None or not dispatch.place_worth_writing(shown_position, position):
             return
         current = self.writer.view(key)
         if current.get("jobId") != job_id or current.get("phase") != contract.PHASE_QUEUED:
             return
         if current.get("message", "").startswith("Could not create the worker Job"):
             return  # the refusal is the more useful news
+        self._place_shown[key] = (job_id, position)
         patch = st.waiting(current, position=position, total=total, max_workers=self.settings.max_workers)
         if patch is None:
             return
+        if shown_position is None:  # it had to wait: worth a line in `kubectl describe`
+            self.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
+                             f"Run {current.get('runId')}, attempt {current.get('attempt') or 1}: {patch['message']}")
         last = self._waiting_written.get(key)
         gap = 0.0 if last is None else max(0.0, WAITING_MIN_GAP - (time.monotonic() - last))
         self._waiting_written[key] = time.monotonic() + gap
@@ -531,6 +655,7 @@ class Controller:
                                               attempt=attempt, now=now)
             payload = runs.next_attempt_payload(previous, item.meta, now)
             await self.queue.enqueue(payload, score=now.timestamp())
+            self._enqueued_since_dispatch += 1
             patch = {**extra, **st.retrying(current, reason=reason, detail=detail,
                                             next_attempt=decision.next_attempt,
                                             max_attempts=decision.max_attempts, job_id=payload.job_id,
@@ -562,26 +687,98 @@ class Controller:
             if exc.status != 404:
                 logger.warning("could not delete worker Job %s: %s", name, exc)
 
-    # --- watchdog (from a kopf daemon per resource) ----------------------------------------------------------
-    async def tick(self, key: Key, *, resync: bool) -> None:
-        item = self.resources.get(key)
-        if item is None:
-            return
-        try:
-            await self.schedule(key)
-            if resync and runs.next_run(item.meta, self.writer.view(key), item.spec) is not None:
-                await self.start_run(key)  # e.g. a run that could not start while Redis was away
-            if resync and self.writer.pending(key) and not self.writer.scheduled(key):
-                async with item.lock:
-                    await self.writer.write(key, {})  # news left over from a failed status patch
-            if st.has_active_run(self.writer.view(key)):
-                await self.check(key)
-        except (RedisError, OSError) as exc:
-            self.redis_unavailable(key, exc)
-            return
-        self._redis_warnings.reset(key)
+    # --- watchdog: one loop for all resources -----------------------------------------------------------------
+    async def _watchdog_loop(self) -> None:
+        passes = 0
+        while True:
+            await asyncio.sleep(self.settings.check_interval)
+            passes += 1
+            try:
+                await self.watchdog_pass(resync=passes % RESYNC_EVERY_PASSES == 0)
+            except Exception:  # the next pass tries again; the loop must not die of a hiccup
+                logger.exception("watchdog pass failed")
 
-    async def check(self, key: Key) -> None:
+    async def watchdog_pass(self, *, resync: bool) -> None:
+        """Schedules, and lost/late attempts (heartbeat timeout, spec.timeout, failed or vanished
+        Job); with ``resync`` also what could not be done at once (a run that could not start while
+        Redis was away, a failed status patch, our finalizer, a deletion's cleanup). Only attempts
+        that hold a worker Job are checked against Redis, all in one round trip: a run waiting in
+        the queue, as the dispatcher last saw it, has nothing to check."""
+        to_check: list[Key] = []
+        for key in self.resources.keys():
+            item = self.resources.get(key)
+            if item is None:
+                continue
+            try:
+                if not await self._housekeeping(item, key, resync=resync):
+                    continue
+            except (RedisError, OSError) as exc:
+                self.redis_unavailable(key, exc)
+                continue
+            if self._needs_check(item, key):
+                to_check.append(key)
+            else:
+                self._redis_warnings.reset(key)
+        if not to_check:
+            return
+        job_ids = [j for key in to_check for j in self._attempts(self.writer.view(key))]
+        try:
+            heartbeats = await self.queue.heartbeats(job_ids)
+        except (RedisError, OSError) as exc:
+            for key in to_check:
+                self.redis_unavailable(key, exc)
+            return
+        for key in to_check:
+            try:
+                await self.check(key, heartbeats=heartbeats)
+            except (RedisError, OSError) as exc:
+                self.redis_unavailable(key, exc)
+                continue
+            self._redis_warnings.reset(key)
+
+    async def _housekeeping(self, item: Resource, key: Key, *, resync: bool) -> bool:
+        """The per-resource part of a watchdog pass; False when there is nothing more to check."""
+        finalizers = item.meta.get("finalizers") or []
+        if item.meta.get("deletionTimestamp"):
+            if resync and contract.FINALIZER in finalizers:
+                await self.finalize({"metadata": item.meta, "spec": item.spec, "status": item.status})
+            return False
+        if contract.FINALIZER not in finalizers:
+            if resync:  # adding it failed before: try again (with the version our own writes left)
+                meta = {**item.meta, "resourceVersion": item.resource_version or item.meta.get("resourceVersion")}
+                await self.observe({"metadata": meta, "spec": item.spec, "status": item.status})
+            return False
+        await self.schedule(key)
+        if resync and runs.next_run(item.meta, self.writer.view(key), item.spec) is not None:
+            await self.start_run(key)  # e.g. a run that could not start while Redis was away
+        if resync and self.writer.pending(key) and not self.writer.scheduled(key):
+            async with item.lock:
+                await self.writer.write(key, {})  # news left over from a failed status patch
+        return True
+
+    @staticmethod
+    def _attempts(view: Mapping[str, Any]) -> list[str]:
+        """Job ids of the attempts going: the current one and any overlapping older runs'."""
+        current = [view["jobId"]] if view.get("jobId") and st.is_active(view) else []
+        return current + [entry["jobId"] for entry in st.background_runs(view)]
+
+    def _needs_check(self, item: Resource, key: Key) -> bool:
+        view = self.writer.view(key)
+        if st.background_runs(view):
+            return True
+        job_id = view.get("jobId")
+        if not job_id or view.get("phase") not in (contract.PHASE_QUEUED, contract.PHASE_STARTED):
+            return False
+        if view.get("phase") == contract.PHASE_STARTED or view.get("workerJob"):
+            return True
+        parsed = runs.parse_job_id(job_id)
+        if parsed is not None and self.jobs.get(key[0], runs.job_name_for(item.meta, parsed[2], parsed[3])):
+            return True  # its Job exists, the status does not say so yet
+        # Waiting in the queue as the dispatcher last saw it: nothing to check. Otherwise check()
+        # asks Redis (just enqueued, or lost from the queue: then it is enqueued again).
+        return job_id not in self._queued_ids
+
+    async def check(self, key: Key, heartbeats: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Is the current attempt still alive? Catches what the stream can miss: a final heartbeat
         that came while we were down, a worker that died silently, a Job that failed or vanished."""
         item = self.resources.get(key)
@@ -589,13 +786,13 @@ class Controller:
             return
         if st.background_runs(self.writer.view(key)):
             async with item.lock:
-                await self._check_background(item, key)
+                await self._check_background(item, key, heartbeats)
         async with item.lock:
             current = self.writer.view(key)
             job_id = current.get("jobId")
             if current.get("phase") not in (contract.PHASE_QUEUED, contract.PHASE_STARTED) or not job_id:
                 return
-            hb = await self.queue.heartbeat(job_id)
+            hb = await self._heartbeat(job_id, heartbeats)
             if hb and await self._apply_heartbeat(item, key, hb):
                 return
             current = self.writer.view(key)
@@ -612,6 +809,11 @@ class Controller:
             verdict = self._verdict(item, key, job_name, current, state, hb)
             if verdict is not None:
                 await self.end_attempt(item, key, *verdict)
+
+    async def _heartbeat(self, job_id: str, prefetched: Mapping[str, Mapping[str, str]] | None) -> Mapping[str, str]:
+        if prefetched is not None and job_id in prefetched:
+            return prefetched[job_id]
+        return await self.queue.heartbeat(job_id)
 
     async def _attempt_state(self, key: Key, job_name: str, job_id: str) -> str | None:
         """runs.JOB_* of an attempt's worker Job; None while the attempt still waits in the queue."""
@@ -634,12 +836,13 @@ class Controller:
             self.jobs.forget_bad(key[0], job_name)
         return verdict
 
-    async def _check_background(self, item: Resource, key: Key) -> None:
+    async def _check_background(self, item: Resource, key: Key,
+                                heartbeats: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """The overlapping older runs (concurrencyPolicy Allow): a final heartbeat the stream missed,
         or a worker Job that failed, ran past its deadline or vanished, ends the run (no retry)."""
         for entry in st.background_runs(self.writer.view(key)):
             job_id = entry["jobId"]
-            hb = await self.queue.heartbeat(job_id)
+            hb = await self._heartbeat(job_id, heartbeats)
             if hb:
                 await self._apply_heartbeat(item, key, hb)
             current = self.writer.view(key)
@@ -676,6 +879,7 @@ class Controller:
             return
         enqueued = st.parse_time(current.get("enqueuedAt")) or _now()
         await self.queue.enqueue(payload, score=enqueued.timestamp())
+        self._enqueued_since_dispatch += 1
         logger.warning("re-enqueued a queued attempt missing from the queue", extra=_log_extra(key, job_id=job_id))
         self.wake()
 

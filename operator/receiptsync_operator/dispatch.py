@@ -1,4 +1,5 @@
-"""Pure dispatch: which queued attempts get a worker Job now, and everyone else's place in line.
+"""Pure dispatch: which queued attempts get a worker Job now, everyone else's place in line, and
+when a changed place is worth a status write.
 
 Order is priority (high, default, low), then enqueue time (FIFO), then job id (a stable tie-break).
 """
@@ -54,3 +55,21 @@ def plan(entries: Iterable[Entry], *, active: int, max_workers: int, blocked: It
         waiting={job_id: i + 1 for i, job_id in enumerate(waiting)},
         total_waiting=len(waiting),
     )
+
+
+EXACT_PLACES = 3  # the first few in line always see their exact place
+
+
+def place_worth_writing(shown: int | None, position: int) -> bool:
+    """Is a waiting run's new place in line worth a status write, given the place it last showed
+    (None: none yet)? Each write is an API call per waiting run, and with N waiting every start moves
+    all N, so only coarse steps are written: the first place, then each time it has halved (or
+    doubled, when runs of a higher priority come in ahead), and exactly within the first
+    ``EXACT_PLACES`` (so always when it becomes next). About log2(N) + 3 writes per run."""
+    if shown is None:
+        return True
+    if position == shown:
+        return False
+    if position <= EXACT_PLACES or shown <= EXACT_PLACES:
+        return True
+    return position * 2 <= shown or position >= shown * 2

@@ -1,12 +1,13 @@
 """kopf registrations, thin: each hands over to the controller (memo.controller).
 
-kopf bookkeeping and the GitOps promise (the operator writes only status and its finalizer):
-kopf keeps a diff-base of the last handled spec (only because an on.delete handler exists) and,
-while a deletion handler retries, its progress. Both go to annotations under our own prefix
-(``receipts.prosaas.pro/last-handled-configuration``), never to labels, spec or annotations users
-own. Annotations rather than status because the CRD's status schema is structural (unknown status
-fields would be pruned), and a GitOps tool ignores annotations it did not set (Argo CD's three-way
-diff, Flux's server-side apply field ownership), so this never shows up as drift.
+The GitOps promise: the operator writes only status and its own finalizer. The controller adds
+and releases the finalizer itself (controller.ensure_finalizer / cleanup), so kopf has no
+resource-changing, deletion or daemon handler here: it then adds no finalizer of its own and keeps no
+diff-base or progress annotations — that saved two metadata patches per resource (one of them a
+conflict retry) and a daemon task per resource. Should kopf ever store its bookkeeping, it goes to
+annotations under our own prefix, never to labels, spec or annotations users own; a GitOps tool
+ignores annotations it did not set (Argo CD's three-way diff, Flux's server-side apply field
+ownership), so that never shows up as drift. The watchdog is one controller loop (controller.py).
 """
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from .controller import Controller
 from .events import Events
 from .queue import Queue
 
+KOPF_FINALIZER = f"{contract.GROUP}/kopf-unused"
 WORKER_LABELS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY_VALUE, contract.LABEL_COMPONENT: contract.COMPONENT_WORKER}
-RESYNC_EVERY_TICKS = 10
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    settings.persistence.finalizer = contract.FINALIZER
+    # Our finalizer (contract.FINALIZER) is the controller's. kopf removes "its" finalizer from any
+    # object when none of its handlers needs one, so it is given another name, which it never adds.
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=contract.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=contract.GROUP, key="last-handled-configuration")
@@ -65,27 +68,7 @@ async def receiptsync_changed(type: str | None, body: kopf.Body, namespace: str,
     if type == "DELETED":
         memo.controller.forget((namespace, name))
         return
-    await memo.controller.observe(body)
-
-
-@kopf.daemon(contract.GROUP, contract.VERSION, contract.PLURAL, cancellation_timeout=10.0)
-async def watchdog(stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo,
-                   logger: logging.Logger, **_: Any) -> None:
-    """Per resource: lost/late attempts (heartbeat timeout, spec.timeout, failed Job) and a periodic
-    resync for runs that could not start (e.g. while Redis was away)."""
-    ticks = 0
-    while not stopped:
-        try:
-            await memo.controller.tick((namespace, name), resync=ticks % RESYNC_EVERY_TICKS == RESYNC_EVERY_TICKS - 1)
-        except Exception as exc:  # the next tick tries again; a daemon must not die of a hiccup
-            logger.warning("watchdog check failed: %s", exc)
-        ticks += 1
-        await stopped.wait(memo.config.check_interval)
-
-
-@kopf.on.delete(contract.GROUP, contract.VERSION, contract.PLURAL)
-async def receiptsync_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.cleanup(body)
+    await memo.controller.observe(body)  # adds our finalizer first; a deletion is cleaned up here
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=WORKER_LABELS)

@@ -2,13 +2,18 @@
 Leases). kopf does the watching; this does the writes, with plain dicts and no model classes.
 
 Credentials come the usual way: in-cluster service account, else the kubeconfig (KUBECONFIG or
-~/.kube/config), loaded by the official ``kubernetes`` package.
+~/.kube/config), loaded by the official ``kubernetes`` package — once. Building the headers again for
+every request (the package's refresh hook reloads the whole configuration) cost about a tenth of the
+operator's CPU with many resources, so they are kept and only rebuilt when a credentials file changes
+(rotated service account token, rewritten kubeconfig or client certificate) or the server answers 401.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
+import time
 from typing import Any
 
 import aiohttp
@@ -25,15 +30,40 @@ class ApiError(Exception):
         super().__init__(f"{method} {path}: HTTP {status} {self.reason}: {self.message}")
 
 
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+FILES_CHECK_SECONDS = 1.0  # how often the credentials files' mtimes are looked at (a stat each)
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
 def _load_configuration() -> k8s_client.Configuration:
     configuration = k8s_client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    ):
+    if _in_cluster():
         k8s_config.load_incluster_config(client_configuration=configuration)
     else:
         k8s_config.load_kube_config(client_configuration=configuration, persist_config=False)
     return configuration
+
+
+def _credential_files(cfg: k8s_client.Configuration) -> list[str]:
+    """The files whose change means new credentials."""
+    if _in_cluster():
+        files = [SERVICE_ACCOUNT_TOKEN]
+    else:
+        files = [f for f in os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")).split(os.pathsep) if f]
+    return files + [f for f in (cfg.cert_file, cfg.key_file, cfg.ssl_ca_cert) if f]
+
+
+def _mtimes(files: list[str]) -> tuple[float | None, ...]:
+    stamps = []
+    for path in files:
+        try:
+            stamps.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
 
 
 def custom_path(group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None) -> str:
@@ -53,8 +83,14 @@ class Kube:
     """One aiohttp session to the API server."""
 
     def __init__(self, configuration: k8s_client.Configuration | None = None) -> None:
+        # A configuration handed in is used as it is (tests); a loaded one is reloaded when its files change.
+        self._reloadable = configuration is None
         self._cfg = configuration or _load_configuration()
         self._session: aiohttp.ClientSession | None = None
+        self._cached_headers: dict[str, str] | None = None
+        self._files = _credential_files(self._cfg) if self._reloadable else []
+        self._stamps = _mtimes(self._files)
+        self._files_checked = time.monotonic()
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self._cfg.host.startswith("https"):
@@ -67,7 +103,13 @@ class Kube:
         return context
 
     def _headers(self) -> dict[str, str]:
-        # In-cluster tokens rotate; the kubernetes package refreshes them through this hook.
+        """The auth headers, built once and rebuilt only after reload()."""
+        if self._cached_headers is None:
+            self._cached_headers = self._build_headers()
+        return dict(self._cached_headers)
+
+    def _build_headers(self) -> dict[str, str]:
+        # Tokens that expire (in-cluster, exec plugins) are renewed by the package's hook.
         if self._cfg.refresh_api_key_hook is not None:
             self._cfg.refresh_api_key_hook(self._cfg)
         token = self._cfg.get_api_key_with_prefix("BearerToken") or self._cfg.get_api_key_with_prefix("authorization")
@@ -92,6 +134,27 @@ class Kube:
         if self._session is not None:
             await self._session.close()
 
+    async def reload(self) -> None:
+        """Credentials changed (a file, or a 401): load them again; new certificates need a new session."""
+        self._cached_headers = None
+        if not self._reloadable:
+            return
+        self._cfg = _load_configuration()
+        self._files = _credential_files(self._cfg)
+        self._stamps = _mtimes(self._files)
+        old, self._session = self._session, None
+        if old is not None and not old.closed:
+            # Requests still on the old session finish first (the client timeout is 30 s).
+            asyncio.get_running_loop().call_later(35.0, lambda: asyncio.ensure_future(old.close()))
+
+    async def _check_files(self) -> None:
+        now = time.monotonic()
+        if not self._reloadable or now - self._files_checked < FILES_CHECK_SECONDS:
+            return
+        self._files_checked = now
+        if _mtimes(self._files) != self._stamps:
+            await self.reload()
+
     async def request(
         self,
         method: str,
@@ -101,21 +164,27 @@ class Kube:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        session = await self.session()
-        headers = self._headers()
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body)
-        async with session.request(method, path, data=data, params=params, headers=headers) as response:
-            text = await response.text()
+        await self._check_files()
+        data = None if body is None else json.dumps(body)
+        for retry in (False, True):
+            session = await self.session()
+            headers = self._headers()
+            if body is not None:
+                headers["Content-Type"] = content_type
+            async with session.request(method, path, data=data, params=params, headers=headers) as response:
+                text = await response.text()
+                status = response.status
             try:
                 payload = json.loads(text) if text else {}
             except ValueError:
                 payload = {"message": text[:500]}
-            if response.status >= 400:
-                raise ApiError(response.status, payload, method, path)
+            if status == 401 and not retry:
+                await self.reload()  # expired or rotated credentials: once more with fresh ones
+                continue
+            if status >= 400:
+                raise ApiError(status, payload, method, path)
             return payload
+        raise AssertionError("unreachable")
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params=params)

@@ -15,13 +15,22 @@ from receiptsync_common.jobspec import JobPayload
 from .dispatch import Entry
 
 
+# Callers wait for a free connection rather than fail with "Too many connections" (redis-py's
+# default pool raises); a bounded wait still surfaces a Redis that does not answer.
+MAX_CONNECTIONS = 32
+CONNECTION_WAIT_SECONDS = 10.0
+
+
 class Queue:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
 
     @classmethod
     def from_url(cls, url: str) -> "Queue":
-        return cls(aioredis.from_url(url, decode_responses=True, health_check_interval=30))
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, health_check_interval=30, max_connections=MAX_CONNECTIONS,
+            timeout=CONNECTION_WAIT_SECONDS)
+        return cls(aioredis.Redis(connection_pool=pool))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -70,6 +79,15 @@ class Queue:
 
     async def heartbeat(self, job_id: str) -> dict[str, Any]:
         return await self.redis.hgetall(contract.heartbeat_key(job_id))
+
+    async def heartbeats(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The heartbeat hashes of many attempts in one round trip."""
+        if not job_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(contract.heartbeat_key(job_id))
+            return dict(zip(job_ids, await pipe.execute()))
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

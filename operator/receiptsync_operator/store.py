@@ -44,10 +44,25 @@ class Resource:
         return self.meta.get("uid", "")
 
 
+def _phase(status: Mapping[str, Any]) -> str:
+    return status.get("phase") or "None"
+
+
 class Resources:
     def __init__(self) -> None:
         self._items: dict[Key, Resource] = {}
         self._gone: dict[Key, str] = {}  # key -> uid of a deleted resource, so stale heartbeats are cheap
+        self._counts: dict[str, int] = {}  # phase -> resources, kept as statuses change (no recount)
+
+    def _count(self, status: Mapping[str, Any] | None, step: int) -> None:
+        if status is not None:
+            phase = _phase(status)
+            self._counts[phase] = self._counts.get(phase, 0) + step
+
+    def _set_status(self, item: Resource, status: dict[str, Any]) -> None:
+        self._count(item.status, -1)
+        item.status = status
+        self._count(status, +1)
 
     def observe(self, body: Mapping[str, Any]) -> Resource:
         key = key_of(body)
@@ -57,14 +72,17 @@ class Resources:
         rv = meta.get("resourceVersion")
         item = self._items.get(key)
         if item is None or item.uid != meta.get("uid"):
+            if item is not None:
+                self._count(item.status, -1)
             item = Resource(meta=meta, spec=spec, status=status, resource_version=rv)
+            self._count(status, +1)
             self._items[key] = item
             self._gone.pop(key, None)
             return item
         newer = _rv(rv) is not None and _rv(item.resource_version) is not None and _rv(rv) > _rv(item.resource_version)
         if newer or item.resource_version is None:
             item.meta, item.spec, item.resource_version = meta, spec, rv
-            item.status = status
+            self._set_status(item, status)
         else:
             # An event older than our own last patch: keep our status, take metadata and spec.
             item.meta, item.spec = meta, spec
@@ -75,7 +93,7 @@ class Resources:
         item = self._items.get(key)
         if item is None:
             return
-        item.status = copy.deepcopy(dict(body.get("status") or {}))
+        self._set_status(item, copy.deepcopy(dict(body.get("status") or {})))
         rv = (body.get("metadata") or {}).get("resourceVersion")
         if rv is not None:
             item.resource_version = rv
@@ -85,6 +103,8 @@ class Resources:
 
     def forget(self, key: Key) -> None:
         item = self._items.pop(key, None)
+        if item is not None:
+            self._count(item.status, -1)
         self._gone[key] = item.uid if item is not None else ""
         if len(self._gone) > 10_000:  # a bound, not a history: the oldest half goes
             for old in list(self._gone)[:5_000]:
@@ -97,11 +117,8 @@ class Resources:
         return list(self._items)
 
     def phases(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for item in self._items.values():
-            phase = item.status.get("phase") or "None"
-            counts[phase] = counts.get(phase, 0) + 1
-        return counts
+        """Resources by phase ("None" before the first status), without a pass over them."""
+        return {phase: n for phase, n in self._counts.items() if n}
 
 
 class WorkerJobs:

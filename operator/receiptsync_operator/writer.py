@@ -119,12 +119,13 @@ class StatusWriter:
             self._on_written()
         return True
 
-    def defer(self, key: Key, patch: Mapping[str, Any], *, delay: float, lock: asyncio.Lock) -> None:
+    def defer(self, key: Key, patch: Mapping[str, Any], *, delay: float, lock: asyncio.Lock,
+              reset: bool = False) -> None:
         """Add to the pending patch and make sure it is written within ``delay`` seconds (an earlier
-        deadline already set is kept)."""
+        deadline already set is kept, unless ``reset``: the news pending so far are outdated by this)."""
         self._pending[key] = merge(self._pending.get(key, {}), patch)
         due = time.monotonic() + max(0.0, delay)
-        if key in self._due and self._due[key] <= due:
+        if key in self._due and self._due[key] <= due and not reset:
             return
         self._cancel_timer(key)
         self._due[key] = due

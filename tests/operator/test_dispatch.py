@@ -1,10 +1,10 @@
-"""Dispatch order (high, default, low; FIFO within) and the place in line."""
+"""Dispatch order (high, default, low; FIFO within), the place in line, and when it is worth a write."""
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as s
 
-from receiptsync_operator.dispatch import Entry, ordered, plan
+from receiptsync_operator.dispatch import EXACT_PLACES, Entry, ordered, place_worth_writing, plan
 
 
 def e(job_id, priority, score):
@@ -64,3 +64,40 @@ def test_plan_properties(items, active, max_workers):
     for a in started:
         for b in waiting:
             assert (rank[a.priority], a.score) <= (rank[b.priority], b.score)
+
+
+# --- when a changed place in line is worth a status write ------------------------------------------------
+def test_place_in_line_first_place_is_always_written():
+    assert place_worth_writing(None, 1) and place_worth_writing(None, 700)
+
+
+def test_place_in_line_unchanged_is_never_written():
+    assert not place_worth_writing(5, 5) and not place_worth_writing(1, 1)
+
+
+def test_place_in_line_is_exact_for_the_first_few_and_always_when_it_becomes_next():
+    assert place_worth_writing(2, 1) and place_worth_writing(3, 2) and place_worth_writing(40, 1)
+    assert place_worth_writing(1, 3)  # runs of a higher priority came in ahead
+    assert place_worth_writing(3, 5)  # leaving the exact places is news too
+
+
+def test_place_in_line_further_back_only_in_coarse_steps():
+    assert not place_worth_writing(100, 99) and not place_worth_writing(100, 51)
+    assert place_worth_writing(100, 50) and place_worth_writing(100, 4)
+    assert not place_worth_writing(10, 19) and place_worth_writing(10, 20)
+
+
+def test_place_in_line_writes_grow_logarithmically_with_the_queue():
+    for n in (10, 150, 1000):
+        shown, writes = None, 0
+        for position in range(n, 0, -1):  # one run moving up as those ahead start, one at a time
+            if place_worth_writing(shown, position):
+                shown, writes = position, writes + 1
+        assert shown == 1
+        assert writes <= n.bit_length() + EXACT_PLACES, (n, writes)
+
+
+@given(s.integers(1, 10_000), s.integers(1, 10_000))
+def test_place_in_line_within_the_exact_places_always_tells_the_truth(shown, position):
+    if position <= EXACT_PLACES and position != shown:
+        assert place_worth_writing(shown, position)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
 
 from receiptsync_common import contract as c
 from receiptsync_sandbox import services
+from receiptsync_sandbox.kubeconfig import kubeconfig, service_account_token, write_kubeconfig
 from receiptsync_sandbox.testing import process_running, wait_until
 
 pytestmark = pytest.mark.slow
@@ -131,3 +133,36 @@ def test_metrics_and_health(env):
     # No secret value ever reaches a log line.
     logs = op.log_path.read_text()
     assert "refresh-token-for" not in logs and "client_secret" not in logs
+
+
+WRITE_VERBS = ("create", "update", "patch", "delete")
+
+
+def test_a_plain_run_costs_at_most_eight_api_writes(env, tmp_path):
+    """Issue 7's goal, for every write and not only status patches: the operator runs under a
+    kubeconfig user of its own, so the sandbox audit (GET /sandbox/audit?user=) counts its calls alone."""
+    api = env.sandbox.env["RECEIPTSYNC_SANDBOX_API"]
+    user = service_account_token(env.ns, "receiptsync-operator")
+    config = write_kubeconfig(tmp_path / "operator.kubeconfig", kubeconfig(api, user, user="operator"))
+    env.apply(env.secret())
+    env.start_operator(KUBECONFIG=str(config))
+
+    def writes() -> dict[str, int]:
+        query = urllib.parse.urlencode({"user": user})
+        entries = json.loads(urllib.request.urlopen(f"{api}/sandbox/audit?{query}", timeout=10).read())
+        counted: dict[str, int] = {}
+        for e in entries:
+            if e["verb"] in WRITE_VERBS and e.get("namespace") == env.ns and e["resource"] != "leases":
+                label = f"{e['verb']} {e['resource']}" + (f"/{e['subresource']}" if e.get("subresource") else "")
+                counted[label] = counted.get(label, 0) + e["count"]
+        return counted
+
+    before = writes()
+    env.apply(env.rsync("plain", query="standin:duration=0.5,scanned=10,saved=2"))
+    env.wait_phase("plain", c.PHASE_FINISHED)
+    time.sleep(1.5)  # Events and any deferred write land just after Finished
+    counted = writes()
+    run = {k: v - before.get(k, 0) for k, v in counted.items() if v - before.get(k, 0)}
+    # finalizer 1 + status (Queued with the worker Job, Started, Finished) 3 + Job 1 + Events 2 = 7
+    assert sum(run.values()) <= 8, run
+    assert run.get("create jobs") == 1 and run.get("patch receiptsyncs", 0) <= 1, run

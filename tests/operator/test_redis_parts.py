@@ -73,3 +73,21 @@ async def test_consumer_applies_in_order_and_resumes_from_cursor(client):
     await asyncio.sleep(0.2)
     task.cancel()
     assert seen == [("j3", "Started")]
+
+
+async def test_many_concurrent_callers_wait_for_a_connection_instead_of_failing(redis_url):
+    queue = Queue.from_url(redis_url.rsplit("/", 1)[0] + "/15")
+    try:
+        # Four times the pool's connections at once: each waits its turn ("Too many connections" before).
+        results = await asyncio.gather(*(queue.redis.blpop([f"none-{i}"], timeout=0.05) for i in range(128)))
+        assert results == [None] * 128
+        assert queue.redis.connection_pool.max_connections == 32
+    finally:
+        await queue.close()
+
+
+async def test_heartbeats_of_many_attempts_in_one_round_trip(client):
+    queue = Queue(client)
+    await client.hset(c.heartbeat_key("a"), mapping={c.HB_PHASE: c.PHASE_STARTED})
+    assert await queue.heartbeats([]) == {}
+    assert await queue.heartbeats(["a", "b"]) == {"a": {c.HB_PHASE: c.PHASE_STARTED}, "b": {}}

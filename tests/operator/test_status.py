@@ -288,3 +288,24 @@ def test_scheduled_runs_record_their_tick():
     bad = st.invalid_spec({}, message="m", run_id=1, now=NOW, generation=1, run_now=None, trigger="schedule",
                           spec={}, schedule_time=tick)
     assert bad["lastScheduleTime"] == "2025-06-15T11:00:00Z" and bad["phase"] == "Failed"
+
+
+def test_phase_counts_are_kept_as_statuses_change():
+    from receiptsync_operator.store import Resources
+
+    def body(name, uid, rv, phase=None):
+        return {"metadata": {"namespace": "n", "name": name, "uid": uid, "resourceVersion": str(rv)},
+                "spec": {}, "status": {"phase": phase} if phase else {}}
+
+    resources = Resources()
+    resources.observe(body("a", "1", 1))
+    resources.observe(body("b", "2", 1, "Queued"))
+    assert resources.phases() == {"None": 1, "Queued": 1}
+    resources.patched(("n", "a"), body("a", "1", 2, "Queued"))
+    resources.observe(body("b", "2", 3, "Started"))
+    resources.observe(body("b", "2", 2, "Queued"))  # older than what we have: status kept
+    assert resources.phases() == {"Queued": 1, "Started": 1}
+    resources.observe(body("a", "9", 1, "Finished"))  # same name, new object
+    resources.forget(("n", "b"))
+    resources.forget(("n", "b"))
+    assert resources.phases() == {"Finished": 1}
