@@ -267,7 +267,7 @@ def retrying(
     """The attempt failed but the run goes on: the next attempt is queued. The reason stays the
     failure's (e.g. WorkerLost) until a worker picks the new attempt up."""
     message = (
-        f"Attempt {next_attempt - 1} ended with {reason}: {detail}; "
+        f"Attempt {next_attempt - 1} ended with {reason}: {detail.rstrip(' .')}; "
         f"attempt {next_attempt} of {max_attempts} is queued"
     )
     entry = {"runId": status.get("runId"), "phase": contract.PHASE_QUEUED, "reason": reason, "message": message,

@@ -444,3 +444,11 @@ def test_loop_outage_catches_up_once():
     # the loop starts 3 hours after creation (the operator was down): one run for the latest tick
     ticks = run_loop(sspec(schedule="0 * * * *"), at(13, 10), at(15, 30), creation=at(10, 0, 30))
     assert ticks == [at(13, 0), at(14, 0), at(15, 0)]
+
+
+def test_failure_message_reads_as_one_sentence_when_the_worker_ended_its_own():
+    from receiptsync_operator import runs
+
+    outcome = runs.after_failure(2, {"backoffLimit": 1}, "Timeout", "Gmail answered 503 five times.")
+    assert outcome.message.endswith("Gmail answered 503 five times; backoffLimit 1 reached")
+    assert ".;" not in outcome.message
