@@ -49,6 +49,11 @@ class Settings:
     test_clock_offset_file: str = ""
     # Per-resource "Redis unavailable" warnings at most this often.
     redis_warning_interval: float = 60.0
+    # Worker tuning, passed through unchanged to every worker Job (the worker validates it);
+    # empty: the worker's defaults.
+    worker_quota_rate: str = ""
+    worker_quota_burst: str = ""
+    worker_fetch_threads: str = ""
 
     @property
     def effective_worker_redis_url(self) -> str:
@@ -78,7 +83,20 @@ def _env_names() -> dict[str, str]:
         "worker_connection_secret": contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET,
         "test_clock_offset_file": contract.OPERATOR_ENV_TEST_CLOCK_OFFSET_FILE,
         "redis_warning_interval": contract.OPERATOR_ENV_REDIS_WARNING_INTERVAL,
+        "worker_quota_rate": contract.WORKER_ENV_QUOTA_RATE,
+        "worker_quota_burst": contract.WORKER_ENV_QUOTA_BURST,
+        "worker_fetch_threads": contract.WORKER_ENV_FETCH_THREADS,
     }
+
+
+def worker_tuning(settings: Settings) -> list[tuple[str, str]]:
+    """(env name, value) of the worker tuning the operator was given, for each worker Job."""
+    pairs = (
+        (contract.WORKER_ENV_QUOTA_RATE, settings.worker_quota_rate),
+        (contract.WORKER_ENV_QUOTA_BURST, settings.worker_quota_burst),
+        (contract.WORKER_ENV_FETCH_THREADS, settings.worker_fetch_threads),
+    )
+    return [(name, value) for name, value in pairs if value]
 
 
 def _convert(field: dataclasses.Field, raw: str):

@@ -16,7 +16,7 @@ from typing import Any
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
 
-from . import runs, validation
+from . import config, runs, validation
 from .config import Settings
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -64,6 +64,7 @@ def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings) -> li
             env.append({"name": contract.ENV_DATABASE_URL, "value": settings.worker_database_url})
     if settings.worker_gmail_api_endpoint:
         env.append({"name": contract.ENV_GMAIL_API_ENDPOINT, "value": settings.worker_gmail_api_endpoint})
+    env.extend({"name": name, "value": value} for name, value in config.worker_tuning(settings))
     env.append({
         "name": contract.ENV_GMAIL_CREDENTIALS,
         "valueFrom": {"secretKeyRef": {"name": secret_name, "key": secret_key}},

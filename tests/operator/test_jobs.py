@@ -140,3 +140,14 @@ def test_connection_urls_by_secret_reference_when_configured():
     assert "pw@" not in repr(m) and "redis://" not in repr(m)  # no URL (nor password) in the manifest
     plain = env_of(manifest())
     assert plain[c.ENV_REDIS_URL]["value"] == "redis://r:6379/0"  # the plain mode stays for the sandbox
+
+
+def test_worker_tuning_passes_through_only_when_set():
+    from receiptsync_operator import config
+
+    assert c.WORKER_ENV_QUOTA_RATE not in env_of(manifest())
+    tuned = config.load({c.WORKER_ENV_QUOTA_RATE: "100", c.WORKER_ENV_FETCH_THREADS: "8"}, [])
+    env = env_of(manifest(dataclasses.replace(SETTINGS, worker_quota_rate=tuned.worker_quota_rate,
+                                              worker_fetch_threads=tuned.worker_fetch_threads)))
+    assert env[c.WORKER_ENV_QUOTA_RATE]["value"] == "100" and env[c.WORKER_ENV_FETCH_THREADS]["value"] == "8"
+    assert c.WORKER_ENV_QUOTA_BURST not in env

@@ -53,6 +53,8 @@ COMBINATIONS: dict[str, list[str]] = {
     ],
     "one-replica": ["--set", "operator.replicas=1"],
     "worker-connection-secret": ["--set", "worker.connectionSecret=receiptsync-worker-connections"],
+    "worker-tuning": ["--set", "worker.gmailQuota.unitsPerSecond=100", "--set", "worker.gmailQuota.burstUnits=50",
+                      "--set", "worker.fetchThreads=8"],
     "worker-placement": [
         "--set", "worker.nodeSelector.pool=workers",
         "--set", "worker.tolerations[0].key=dedicated", "--set", "worker.tolerations[0].operator=Exists",

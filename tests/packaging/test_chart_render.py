@@ -299,3 +299,11 @@ def test_readme_values_table_lists_every_value():
     assert not missing, f"README.md values table lacks {missing}"
     unknown = sorted(documented - keys)
     assert not unknown, f"README.md documents values that do not exist: {unknown}"
+
+
+def test_worker_tuning_reaches_the_operator_only_when_set():
+    tuned = operator_env(template(COMBINATIONS["worker-tuning"]))
+    assert tuned["RECEIPTSYNC_QUOTA_UNITS_PER_SECOND"]["value"] == "100"
+    assert tuned["RECEIPTSYNC_QUOTA_BURST_UNITS"]["value"] == "50"
+    assert tuned["RECEIPTSYNC_FETCH_THREADS"]["value"] == "8"
+    assert "RECEIPTSYNC_FETCH_THREADS" not in operator_env(template([]))
