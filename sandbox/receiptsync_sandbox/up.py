@@ -49,7 +49,11 @@ def child_env(state_dir: Path) -> dict[str, str]:
 
 def spawn(name: str, argv: list[str], state_dir: Path, env: dict[str, str]) -> subprocess.Popen:
     log_path = state_dir / "logs" / f"{name}.log"
-    with open(log_path, "ab") as log:
+    # A re-used state dir keeps the last run's log beside the new one; a fresh file also keeps
+    # wait_ready from reading the previous run's READY line (and its dead port).
+    if log_path.exists():
+        log_path.replace(log_path.with_name(log_path.name + ".previous"))
+    with open(log_path, "wb") as log:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=state_dir, env=env, start_new_session=True)
 

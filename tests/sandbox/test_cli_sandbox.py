@@ -25,6 +25,7 @@ def test_up_use_and_down(tmp_path):
     try:
         assert sandbox.up_seconds < 60
         exercise(sandbox)
+        env_before = dict(sandbox.env)
         second = sandbox.command("up", "--no-operator")
         assert second.returncode == 1 and "already running" in second.stdout
         pod_pids = start_a_pod(sandbox)
@@ -41,6 +42,15 @@ def test_up_use_and_down(tmp_path):
     assert (sandbox.state_dir / "logs" / "apiserver.log").exists()
     again = sandbox.command("down")
     assert again.returncode == 0 and "nothing was running" in again.stdout
+    # The same state dir comes up again (as `make demo` does on every run), on new ports.
+    reused = Sandbox(sandbox.state_dir)
+    reused.start()
+    try:
+        assert reused.kubectl("get", "ns", "default").returncode == 0
+        assert reused.env["KUBECONFIG"] == env_before["KUBECONFIG"]
+    finally:
+        assert reused.command("down").returncode == 0
+    assert (sandbox.state_dir / "logs" / "apiserver.log.previous").exists()
 
 
 def exercise(sandbox: Sandbox) -> None:
