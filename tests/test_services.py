@@ -1,5 +1,11 @@
+import os
+import signal
+import time
+
 import psycopg
 import redis
+
+from receiptsync_sandbox import services
 
 
 def test_throwaway_redis_answers_on_its_own_port(redis_server):
@@ -15,3 +21,29 @@ def test_fresh_database_is_empty_and_writable(fresh_database):
         conn.execute("CREATE TABLE t (x int)")
         conn.execute("INSERT INTO t VALUES (1)")
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+
+
+def test_restarting_after_kills_always_records_the_live_server(tmp_path):
+    """A SIGKILLed redis leaves its pidfile; a restart must report the new server's pid (the sandbox's
+    `down` stops what that pid names), never the dead one, and never a half-written file."""
+    server = services.start_redis(tmp_path / "redis")
+    try:
+        for _ in range(8):
+            os.kill(server.pid, signal.SIGKILL)
+            wait_gone(server.pid)
+            restarted = services.start_redis(tmp_path / "redis", port=server.port)
+            assert restarted.pid != server.pid
+            os.kill(restarted.pid, 0)  # alive
+            server = restarted
+    finally:
+        server.stop()
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)

@@ -75,6 +75,9 @@ def start_redis(directory: Path, port: int | None = None, env: dict[str, str] | 
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     pidfile = directory / "redis.pid"
+    # A server killed with SIGKILL leaves its pidfile behind; reading it would name a dead process,
+    # and `down` could then never stop the new one.
+    pidfile.unlink(missing_ok=True)
     subprocess.run(
         [
             find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -85,10 +88,18 @@ def start_redis(directory: Path, port: int | None = None, env: dict[str, str] | 
         env=env,
     )
     wait_for_port(port)
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return RedisServer(port=port, directory=directory, pid=int(pidfile.read_text().strip()))
+    return RedisServer(port=port, directory=directory, pid=_read_pidfile(pidfile))
+
+
+def _read_pidfile(pidfile: Path, timeout: float = 10.0) -> int:
+    """The pid redis writes once it runs (it may listen before the file is complete)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            time.sleep(0.02)
+    raise ServiceError(f"redis-server wrote no pid to {pidfile} within {timeout:.0f}s")
 
 
 @dataclasses.dataclass
