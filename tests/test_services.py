@@ -1,6 +1,5 @@
 import os
 import signal
-import time
 
 import psycopg
 import redis
@@ -30,7 +29,7 @@ def test_restarting_after_kills_always_records_the_live_server(tmp_path):
     try:
         for _ in range(8):
             os.kill(server.pid, signal.SIGKILL)
-            wait_gone(server.pid)
+            services.wait_for_exit(server.pid)
             restarted = services.start_redis(tmp_path / "redis", port=server.port)
             assert restarted.pid != server.pid
             os.kill(restarted.pid, 0)  # alive
@@ -38,12 +37,3 @@ def test_restarting_after_kills_always_records_the_live_server(tmp_path):
     finally:
         server.stop()
 
-
-def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)

@@ -173,18 +173,25 @@ def remove_postgres_data(directory: Path) -> None:
         shutil.rmtree(marker.read_text().strip(), ignore_errors=True)
 
 
-def _kill(pid: int, timeout: float = 10.0) -> None:
-    try:
-        os.kill(pid, 15)
-    except ProcessLookupError:
-        return
+def wait_for_exit(pid: int, timeout: float = 10.0) -> bool:
+    """True once no process has ``pid`` (False if it still runs after ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _kill(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        return
+    if wait_for_exit(pid, timeout):
+        return
     try:
         os.kill(pid, 9)
     except ProcessLookupError:
