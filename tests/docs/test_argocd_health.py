@@ -53,21 +53,9 @@ def resource(spec: dict, status: dict | None = None, generation: int = 1) -> dic
     return obj
 
 
-def merge(status: dict, patch: dict) -> dict:
-    """A JSON merge patch, as the operator sends it."""
-    out = dict(status)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 # --- statuses, from the operator's own functions ------------------------------------------------------
 st = pytest.importorskip("receiptsync_operator.status")
+merge = pytest.importorskip("receiptsync_operator.writer").apply  # the operator's own merge-patch view
 
 
 def queued(spec=ONE_OFF, generation=1) -> dict:
