@@ -272,7 +272,7 @@ def backoff_limit(spec: Mapping[str, Any]) -> int:
 def after_failure(attempt: int, spec: Mapping[str, Any], reason: str, detail: str) -> Retry | Fail:
     """Retry up to backoffLimit (attempts = backoffLimit + 1); reasons no retry can fix fail at once."""
     limit = backoff_limit(spec)
-    detail = detail.rstrip(" .")  # worker messages are sentences; ours continues after a ";"
+    detail = st.as_clause(detail)
     if reason in contract.NON_RETRYABLE_REASONS:
         return Fail(reason, f"Attempt {attempt} failed with {reason}: {detail}; not retried")
     if attempt > limit:

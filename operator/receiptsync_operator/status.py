@@ -170,11 +170,22 @@ def queued(
         "observedGeneration": generation,
         "runs": runs,
     }
-    if run_now is not None:  # the last value acted on stays remembered through runs without one
-        patch["observedRunNow"] = run_now  # dropped by the writer where the CRD's schema lacks it
+    return _with_trigger(patch, run_now, schedule_time)
+
+
+def _with_trigger(patch: dict[str, Any], run_now: str | None, schedule_time: dt.datetime | None) -> dict[str, Any]:
+    """Remember what started the run: the last run-now value acted on stays remembered through runs
+    without one (the writer drops observedRunNow where the CRD's schema lacks it)."""
+    if run_now is not None:
+        patch["observedRunNow"] = run_now
     if schedule_time is not None:
         patch["lastScheduleTime"] = rfc3339(schedule_time)
     return patch
+
+
+def as_clause(detail: str) -> str:
+    """A worker's message (a sentence) made fit to continue after "…: " and before "; …"."""
+    return detail.rstrip(" .")
 
 
 def failed(
@@ -246,11 +257,7 @@ def invalid_spec(
             "observedGeneration": generation,
         },
     )
-    if run_now is not None:
-        patch["observedRunNow"] = run_now
-    if schedule_time is not None:
-        patch["lastScheduleTime"] = rfc3339(schedule_time)
-    return patch
+    return _with_trigger(patch, run_now, schedule_time)
 
 
 def retrying(
@@ -267,7 +274,7 @@ def retrying(
     """The attempt failed but the run goes on: the next attempt is queued. The reason stays the
     failure's (e.g. WorkerLost) until a worker picks the new attempt up."""
     message = (
-        f"Attempt {next_attempt - 1} ended with {reason}: {detail.rstrip(' .')}; "
+        f"Attempt {next_attempt - 1} ended with {reason}: {as_clause(detail)}; "
         f"attempt {next_attempt} of {max_attempts} is queued"
     )
     entry = {"runId": status.get("runId"), "phase": contract.PHASE_QUEUED, "reason": reason, "message": message,
