@@ -205,9 +205,12 @@ class MailboxDirectory:
             return []
         return sorted(entry.name.lower() for entry in self.root.iterdir() if entry.is_dir())
 
+    def all(self) -> list[Mailbox]:
+        """Every mailbox folder's mailbox, refreshed."""
+        return [mailbox for mailbox in map(self.get, self.addresses()) if mailbox is not None]
+
     def load_all(self) -> None:
-        for address in self.addresses():
-            self.get(address)
+        self.all()
 
     def _open(self, key: str) -> Mailbox | None:
         folder = next((self.root / name for name in _subfolders(self.root) if name.lower() == key), None)

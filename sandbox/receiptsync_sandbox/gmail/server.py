@@ -216,21 +216,16 @@ async def expire_history(request: web.Request) -> web.Response:
 async def rescan(request: web.Request) -> web.Response:
     emulator = request.app[EMULATOR]
     counts = {}
-    for address in emulator.mailboxes.addresses():
-        mailbox = emulator.mailboxes.get(address)
-        if mailbox is not None:
-            mailbox.refresh(force=True)
-            counts[address] = len(mailbox.messages)
+    for mailbox in emulator.mailboxes.all():
+        mailbox.refresh(force=True)
+        counts[mailbox.address] = len(mailbox.messages)
     return _json(200, {"messages": counts})
 
 
 async def list_mailboxes(request: web.Request) -> web.Response:
     emulator = request.app[EMULATOR]
-    result = {}
-    for address in emulator.mailboxes.addresses():
-        mailbox = emulator.mailboxes.get(address)
-        if mailbox is not None:
-            result[address] = {"messages": len(mailbox.messages), "historyId": str(mailbox.history_id)}
+    result = {mailbox.address: {"messages": len(mailbox.messages), "historyId": str(mailbox.history_id)}
+              for mailbox in emulator.mailboxes.all()}
     return _json(200, result)
 
 
