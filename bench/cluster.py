@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.gmail.samples import generate_mailbox
 from receiptsync_sandbox.kubeconfig import service_account_token
 from receiptsync_sandbox.testing import OperatorProcess, Sandbox, wait_until
@@ -124,8 +125,7 @@ class Cluster:
     def create_secrets(self, namespace: str) -> None:
         token_uri = self.env["GMAIL_TOKEN_URI"]
         for index, address in enumerate(self.addresses):
-            creds = {"client_id": "bench", "client_secret": "bench-secret", "token_uri": token_uri,
-                     "refresh_token": f"refresh-token-for:{address}"}
+            creds = authorized_user(address, token_uri, client_id="bench", client_secret="bench-secret")
             self.request("POST", f"/api/v1/namespaces/{namespace}/secrets", {
                 "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"gmail-{index:02d}"},
                 "stringData": {contract.DEFAULT_CREDENTIALS_KEY: json.dumps(creds)}})

@@ -31,6 +31,7 @@ from pathlib import Path
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
 from receiptsync_sandbox import services
+from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.gmail.samples import generate_mailbox
 from receiptsync_worker import credentials as creds
 from receiptsync_worker import joblog
@@ -94,8 +95,7 @@ def bench_payload(end: dt.date, months: int) -> JobPayload:
 
 
 def credentials_json(token_uri: str) -> str:
-    return json.dumps({"client_id": "bench", "client_secret": "bench-secret", "token_uri": token_uri,
-                       "refresh_token": f"refresh-token-for:{ADDRESS}"})
+    return json.dumps(authorized_user(ADDRESS, token_uri, client_id="bench", client_secret="bench-secret"))
 
 
 def run_worker(emulator: EmulatorProcess, redis_url: str, database_url: str, payload: JobPayload) -> dict:

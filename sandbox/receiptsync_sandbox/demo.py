@@ -68,12 +68,10 @@ def start_sandbox(env: dict[str, str]) -> dict[str, str]:
 
 def create_credentials_secret(env: dict[str, str]) -> None:
     say("Storing the demo mailbox's Gmail credentials in a Secret (only this tenant's worker will see it)")
-    credentials = {
-        "client_id": "demo-client.apps.example.com",
-        "client_secret": "demo-client-secret",
-        "refresh_token": f"refresh-token-for:{DEMO_ADDRESS}",
-        "token_uri": env["GMAIL_TOKEN_URI"],
-    }
+    from receiptsync_sandbox.gmail.auth import authorized_user
+
+    credentials = authorized_user(DEMO_ADDRESS, env["GMAIL_TOKEN_URI"], client_id="demo-client.apps.example.com",
+                                  client_secret="demo-client-secret")
     secret = {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gmail-demo"},
         "type": "Opaque", "stringData": {"credentials.json": json.dumps(credentials)},

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -157,13 +158,8 @@ def helm_install_args() -> list[str]:
 
 def credentials_json() -> str:
     """The tenant's "authorized user" JSON; the emulator accepts a refresh token naming its mailbox."""
-    return json.dumps({
-        "type": "authorized_user",
-        "client_id": "e2e-client.apps.example.com",
-        "client_secret": "e2e-client-secret",
-        "refresh_token": f"refresh-token-for:{MAILBOX}",
-        "token_uri": GMAIL_TOKEN_URI,
-    })
+    return json.dumps(authorized_user(MAILBOX, GMAIL_TOKEN_URI, client_id="e2e-client.apps.example.com",
+                                      client_secret="e2e-client-secret"))
 
 
 def credentials_secret() -> dict[str, Any]:

@@ -23,6 +23,7 @@ import psycopg
 import redis
 
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.gmail.samples import generate_mailbox
 from receiptsync_sandbox.kubeconfig import service_account_token
 from receiptsync_sandbox.testing import (InNamespace, OperatorProcess, Sandbox, container_pids, emulator_admin,
@@ -112,9 +113,8 @@ class World(InNamespace):
         return self.kubectl("apply", "-f", "-", check=check, input="\n---\n".join(json.dumps(o) for o in objects))
 
     def credentials(self, address: str, refresh_token: str | None = None) -> dict:
-        return {"type": "authorized_user", "client_id": "faults-client.apps.example", "client_secret": CLIENT_SECRET,
-                "refresh_token": refresh_token or f"refresh-token-for:{address}",
-                "token_uri": self.sandbox.env["GMAIL_TOKEN_URI"]}
+        return authorized_user(address, self.sandbox.env["GMAIL_TOKEN_URI"], client_id="faults-client.apps.example",
+                               client_secret=CLIENT_SECRET, refresh_token=refresh_token)
 
     def secret(self, name: str, address: str, key: str = contract.DEFAULT_CREDENTIALS_KEY, **kw: Any) -> dict:
         return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.testing import (InNamespace, OperatorProcess, closing_world, operator_env,
                                         receiptsync_manifest, wait_until)
 
@@ -90,8 +91,8 @@ class Env(InNamespace):
         self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
 
     def secret(self, name: str = "gmail", key: str = contract.DEFAULT_CREDENTIALS_KEY) -> dict:
-        creds = {"client_id": "c", "client_secret": "s", "refresh_token": "refresh-token-for:demo@example.com",
-                 "token_uri": self.sandbox.env.get("GMAIL_TOKEN_URI", "")}
+        creds = authorized_user("demo@example.com", self.sandbox.env.get("GMAIL_TOKEN_URI", ""),
+                                client_id="c", client_secret="s")
         return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
                 "stringData": {key: json.dumps(creds)}}
 

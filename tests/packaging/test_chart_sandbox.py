@@ -11,6 +11,7 @@ import pytest
 
 from chart_render import CHART, MANIFESTS
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 
 try:
     from receiptsync_sandbox.services import free_port
@@ -70,13 +71,8 @@ def _finished(sandbox, namespace: str) -> dict | None:
 
 
 def _create_credentials(sandbox, namespace: str) -> None:
-    credentials = {
-        "type": "authorized_user",
-        "client_id": "demo-client.apps.example.com",
-        "client_secret": "demo-client-secret",
-        "refresh_token": "refresh-token-for:demo@example.com",
-        "token_uri": sandbox.env["GMAIL_TOKEN_URI"],
-    }
+    credentials = authorized_user("demo@example.com", sandbox.env["GMAIL_TOKEN_URI"],
+                                  client_id="demo-client.apps.example.com", client_secret="demo-client-secret")
     sandbox.kubectl("create", "namespace", namespace)
     sandbox.kubectl("-n", namespace, "create", "secret", "generic", "gmail-demo",
                     f"--from-literal={contract.DEFAULT_CREDENTIALS_KEY}={json.dumps(credentials)}")

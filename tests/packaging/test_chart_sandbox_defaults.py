@@ -19,6 +19,7 @@ import pytest
 
 from chart_render import CHART, MANIFESTS, template
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 
 try:
     from receiptsync_sandbox.testing import Sandbox, wait_until
@@ -81,13 +82,8 @@ def _chart_objects(sandbox) -> list[str]:
 
 
 def _create_credentials(sandbox) -> None:
-    credentials = {
-        "type": "authorized_user",
-        "client_id": "demo-client.apps.example.com",
-        "client_secret": "demo-client-secret",
-        "refresh_token": "refresh-token-for:demo@example.com",
-        "token_uri": sandbox.env["GMAIL_TOKEN_URI"],
-    }
+    credentials = authorized_user("demo@example.com", sandbox.env["GMAIL_TOKEN_URI"],
+                                  client_id="demo-client.apps.example.com", client_secret="demo-client-secret")
     sandbox.kubectl("create", "secret", "generic", "gmail-demo",
                     f"--from-literal={contract.DEFAULT_CREDENTIALS_KEY}={json.dumps(credentials)}")
 

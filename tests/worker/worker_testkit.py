@@ -19,6 +19,7 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
+from receiptsync_sandbox.gmail.auth import authorized_user
 
 CLIENT_SECRET = "client-secret-5b0f6c1d9e"
 
@@ -68,11 +69,8 @@ TODAY = dt.datetime.now(dt.timezone.utc).date()
 
 
 def credentials_json(address: str, token_uri: str, refresh_token: str | None = None) -> str:
-    return json.dumps({
-        "client_id": "client-id.apps.example", "client_secret": CLIENT_SECRET,
-        "refresh_token": refresh_token or f"refresh-token-for:{address}", "token_uri": token_uri,
-        "type": "authorized_user",
-    })
+    return json.dumps(authorized_user(address, token_uri, client_id="client-id.apps.example",
+                                      client_secret=CLIENT_SECRET, refresh_token=refresh_token))
 
 
 def gmail_client(emulator: Emulator, address: str, **kw: Any):

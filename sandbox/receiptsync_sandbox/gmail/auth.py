@@ -21,6 +21,19 @@ def refresh_token_for(address: str) -> str:
     return REFRESH_TOKEN_PREFIX + address
 
 
+def authorized_user(address: str, token_uri: str, *, client_id: str = "sandbox-client.apps.example.com",
+                    client_secret: str = "sandbox-client-secret", refresh_token: str | None = None) -> dict[str, str]:
+    """The "authorized user" credentials JSON a tenant stores in its Secret, valid against this
+    emulator for ``address`` (pass ``refresh_token`` to use another, e.g. a bad one)."""
+    return {
+        "type": "authorized_user",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token or refresh_token_for(address),
+        "token_uri": token_uri,
+    }
+
+
 @dataclass(frozen=True)
 class AccessToken:
     mailbox: str
