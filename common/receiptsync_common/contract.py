@@ -10,7 +10,6 @@ Redis layout (all keys under the ``receiptsync:`` prefix):
   ``HEARTBEAT_KEY_TTL_SECONDS`` so a dead worker's key disappears by itself.
 * ``receiptsync:events`` - stream every heartbeat is also appended to, so the operator can
   block on XREAD and turn a heartbeat into a status patch within a second.
-* ``receiptsync:checkpoint:<namespace>/<name>/<run>`` - worker resume point for a run (message ids done).
 * ``receiptsync:quota:<mailbox>`` - the per-mailbox Gmail quota token bucket shared by all workers.
 """
 from __future__ import annotations
@@ -61,7 +60,18 @@ REASON_TIMEOUT = "Timeout"
 REASON_BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 REASON_CANCELLED = "Cancelled"
 # Failures a retry cannot fix: the run fails at once, whatever backoffLimit says.
-NON_RETRYABLE_REASONS = frozenset({REASON_GMAIL_AUTH_ERROR, REASON_INVALID_SPEC})
+# Trouble with a worker's pod (issue 13), named with Kubernetes' own word in status.message.
+REASON_WORKER_POD_PENDING = "WorkerPodPending"  # waiting on something that may still resolve itself
+REASON_IMAGE_PULL_FAILED = "ImagePullFailed"  # ErrImagePull/ImagePullBackOff that persisted
+REASON_WORKER_CONFIG_ERROR = "WorkerConfigError"  # CreateContainerConfigError (a Secret or key missing)
+REASON_UNSCHEDULABLE = "Unschedulable"  # no node took the pod within the start timeout
+REASON_OOM_KILLED = "OOMKilled"
+REASON_FAILED_CREATE = "FailedCreate"  # the Job controller could not create the pod (quota, admission)
+REASON_WORKER_JOB_REJECTED = "WorkerJobRejected"  # the API refused the Job itself for good (4xx)
+REASON_DEAD_LETTER = "DeadLetter"  # a queue entry that kept failing to dispatch
+REASON_FINISHED_WITHOUT_HEARTBEAT = "FinishedWithoutHeartbeat"  # outcome read from the termination message
+NON_RETRYABLE_REASONS = frozenset({REASON_GMAIL_AUTH_ERROR, REASON_INVALID_SPEC, REASON_WORKER_CONFIG_ERROR,
+                                   REASON_WORKER_JOB_REJECTED, REASON_DEAD_LETTER})
 
 # --- conditions --------------------------------------------------------------------------------
 CONDITION_COMPLETE = "Complete"
@@ -97,10 +107,6 @@ def heartbeat_key(job_id: str) -> str:
     return f"{KEY_PREFIX}hb:{job_id}"
 
 
-def checkpoint_key(namespace: str, name: str, run_id: int) -> str:
-    return f"{KEY_PREFIX}checkpoint:{namespace}/{name}/{run_id}"
-
-
 def quota_key(mailbox: str) -> str:
     return f"{KEY_PREFIX}quota:{mailbox}"
 
@@ -113,9 +119,11 @@ def make_job_id(namespace: str, name: str, uid: str, run_id: int, attempt: int) 
 
 
 def worker_job_name(name: str, uid: str, run_id: int, attempt: int) -> str:
-    """Kubernetes Job name (<= 63 chars, DNS label) for one attempt."""
+    """Kubernetes Job name (<= 63 chars, so it also fits the pod label the Job controller sets) for
+    one attempt. Valid for every valid ReceiptSync name (a DNS subdomain): the cut never leaves a
+    ``.`` or ``-`` before the suffix's own dash (``.-`` is refused with a 422)."""
     suffix = f"-{uid[:5]}-r{run_id}-a{attempt}"
-    return f"rs-{name}"[: 63 - len(suffix)].rstrip("-") + suffix
+    return f"rs-{name}"[: 63 - len(suffix)].rstrip("-.") + suffix
 
 
 # --- heartbeat fields (hash fields and stream entry fields) ------------------------------------------
@@ -200,3 +208,19 @@ OPERATOR_ENV_REDIS_WARNING_INTERVAL = "RECEIPTSYNC_REDIS_WARNING_INTERVAL_SECOND
 WORKER_ENV_QUOTA_RATE = "RECEIPTSYNC_QUOTA_UNITS_PER_SECOND"
 WORKER_ENV_QUOTA_BURST = "RECEIPTSYNC_QUOTA_BURST_UNITS"
 WORKER_ENV_FETCH_THREADS = "RECEIPTSYNC_FETCH_THREADS"
+
+# --- the operator on a real cluster (issue 13) -----------------------------------------------------------
+# A Job creation the API refused for a while (RBAC, quota, 5xx): retried with backoff, named in status.
+REASON_WORKER_JOB_CREATE_FAILED = "WorkerJobCreateFailed"
+# The chart's partial pod template (JSON) merged into every worker Job; invalid JSON stops the operator.
+OPERATOR_ENV_WORKER_TEMPLATE_JSON = "RECEIPTSYNC_WORKER_TEMPLATE_JSON"
+# Retries wait base·2^(n-1) seconds (with jitter), at most the cap: Kubernetes' Job back-off by default.
+OPERATOR_ENV_RETRY_BASE = "RECEIPTSYNC_RETRY_BASE_SECONDS"  # default 10
+OPERATOR_ENV_RETRY_CAP = "RECEIPTSYNC_RETRY_MAX_SECONDS"  # default 360
+# How long an attempt's pod may stay unscheduled before the attempt fails (Unschedulable), and how long
+# an image may fail to pull (ErrImagePull/ImagePullBackOff) before it does.
+OPERATOR_ENV_WORKER_START_TIMEOUT = "RECEIPTSYNC_WORKER_START_TIMEOUT_SECONDS"  # default 300
+OPERATOR_ENV_IMAGE_PULL_TIMEOUT = "RECEIPTSYNC_IMAGE_PULL_TIMEOUT_SECONDS"  # default 60
+# A queue entry whose dispatch failed this many times in a row is moved to the dead-letter set.
+OPERATOR_ENV_DEAD_LETTER_AFTER = "RECEIPTSYNC_DEAD_LETTER_AFTER"  # default 5
+DEAD_LETTER_KEY = KEY_PREFIX + "deadletter"  # sorted set: job id -> when it was set aside
