@@ -1,5 +1,5 @@
-"""The time the scheduler reads, injectable: production uses the system clock; tests pass a fake one
-(in-process) or point the operator at an offset file (the testing knob below, for e2e tests).
+"""The time the scheduler reads, injectable: production uses the system clock; tests pass their own
+(in-process, tests/operator/clocks.py) or point the operator at an offset file (the testing knob below, for e2e tests).
 
 Only scheduling decisions (which tick is due, lastScheduleTime, nextScheduleTime) read this clock.
 Everything measured against the worker's own timestamps (heartbeat age, spec.timeout) keeps the
@@ -23,22 +23,6 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
-
-
-class FakeClock:
-    """A clock that only moves when told to (in-process tests)."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self._now = start
-
-    def now(self) -> dt.datetime:
-        return self._now
-
-    def set(self, moment: dt.datetime) -> None:
-        self._now = moment
-
-    def advance(self, seconds: float) -> None:
-        self._now += dt.timedelta(seconds=seconds)
 
 
 class OffsetFileClock:

@@ -54,6 +54,17 @@ class Settings:
     worker_quota_rate: str = ""
     worker_quota_burst: str = ""
     worker_fetch_threads: str = ""
+    # The chart's partial pod template merged into every worker Job (worker_job.merge_template).
+    worker_template: dict | None = None
+    # Retries wait retry_base * 2^(n-1) seconds (jittered), at most retry_cap.
+    retry_base: float = 10.0
+    retry_cap: float = 360.0
+    # An attempt's pod may stay unscheduled this long, and fail to pull its image this long, before
+    # the attempt fails and frees its slot.
+    worker_start_timeout: float = 300.0
+    image_pull_timeout: float = 60.0
+    # A queue entry whose dispatch failed this many times in a row is set aside (dead-letter).
+    dead_letter_after: int = 5
 
     @property
     def effective_worker_redis_url(self) -> str:
@@ -86,6 +97,12 @@ def _env_names() -> dict[str, str]:
         "worker_quota_rate": contract.WORKER_ENV_QUOTA_RATE,
         "worker_quota_burst": contract.WORKER_ENV_QUOTA_BURST,
         "worker_fetch_threads": contract.WORKER_ENV_FETCH_THREADS,
+        "worker_template": contract.OPERATOR_ENV_WORKER_TEMPLATE_JSON,
+        "retry_base": contract.OPERATOR_ENV_RETRY_BASE,
+        "retry_cap": contract.OPERATOR_ENV_RETRY_CAP,
+        "worker_start_timeout": contract.OPERATOR_ENV_WORKER_START_TIMEOUT,
+        "image_pull_timeout": contract.OPERATOR_ENV_IMAGE_PULL_TIMEOUT,
+        "dead_letter_after": contract.OPERATOR_ENV_DEAD_LETTER_AFTER,
     }
 
 
@@ -99,7 +116,30 @@ def worker_tuning(settings: Settings) -> list[tuple[str, str]]:
     return [(name, value) for name, value in pairs if value]
 
 
+class ConfigError(ValueError):
+    """A setting the operator cannot start with; the message names the variable."""
+
+
+def parse_worker_template(raw: str) -> dict | None:
+    """RECEIPTSYNC_WORKER_TEMPLATE_JSON, checked (ConfigError names what is wrong)."""
+    from .worker_job import check_template  # worker_job imports this module
+
+    env = contract.OPERATOR_ENV_WORKER_TEMPLATE_JSON
+    if not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{env} is not valid JSON ({exc}); fix the chart's worker.* values") from None
+    problem = check_template(value)
+    if problem:
+        raise ConfigError(f"{env} {problem}")
+    return value
+
+
 def _convert(field: dataclasses.Field, raw: str):
+    if field.name == "worker_template":
+        return parse_worker_template(raw)
     default = field.default
     if isinstance(default, bool):
         return raw.strip().lower() in ("1", "true", "yes", "on")
@@ -121,7 +161,12 @@ def load(environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = 
     values: dict[str, object] = {}
     for name, env in _env_names().items():
         if environ.get(env, "") != "":
-            values[name] = _convert(fields[name], environ[env])
+            try:
+                values[name] = _convert(fields[name], environ[env])
+            except ConfigError:
+                raise
+            except ValueError as exc:
+                raise ConfigError(f"{env}: {exc}") from None
     if "lease_namespace" not in values and environ.get(contract.OPERATOR_ENV_POD_NAMESPACE):
         values["lease_namespace"] = environ[contract.OPERATOR_ENV_POD_NAMESPACE]
 
@@ -132,11 +177,17 @@ def load(environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = 
         if raw is not None:
             values[name] = _convert(fields[name], raw)
 
-    settings = Settings(**values)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**values)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
     if not settings.identity:
         settings = dataclasses.replace(settings, identity=f"{socket.gethostname()}-{os.getpid()}")
     if settings.max_workers < 1:
-        raise ValueError(f"{contract.OPERATOR_ENV_MAX_WORKERS} must be at least 1")
+        raise ConfigError(f"{contract.OPERATOR_ENV_MAX_WORKERS} must be at least 1")
+    if settings.retry_base <= 0 or settings.retry_cap < settings.retry_base:
+        raise ConfigError(f"{contract.OPERATOR_ENV_RETRY_BASE} must be positive and at most "
+                          f"{contract.OPERATOR_ENV_RETRY_CAP}")
     return settings
 
 

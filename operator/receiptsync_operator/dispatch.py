@@ -37,14 +37,18 @@ def ordered(entries: Iterable[Entry]) -> list[Entry]:
     return sorted(entries, key=_rank)
 
 
-def plan(entries: Iterable[Entry], *, active: int, max_workers: int, blocked: Iterable[str] = ()) -> Plan:
+def plan(entries: Iterable[Entry], *, active: int, max_workers: int, blocked: Iterable[str] = (),
+         now: float | None = None) -> Plan:
     """``blocked`` job ids (e.g. their Job creation is backing off) keep their place but are not
-    started; the free slots go to the next ones in line."""
+    started; the free slots go to the next ones in line. Entries scored after ``now`` (a retry
+    waiting for its back-off) are neither started nor in line yet."""
     blocked = set(blocked)
     free = max(0, max_workers - active)
     start: list[str] = []
     waiting: list[str] = []
     for entry in ordered(entries):
+        if now is not None and entry.score > now:
+            continue
         if free > 0 and entry.job_id not in blocked:
             start.append(entry.job_id)
             free -= 1
@@ -73,3 +77,19 @@ def place_worth_writing(shown: int | None, position: int) -> bool:
     if position <= EXACT_PLACES or shown <= EXACT_PLACES:
         return True
     return position * 2 <= shown or position >= shown * 2
+
+
+def next_due(entries: Iterable[Entry], now: float) -> float | None:
+    """The earliest score still in the future (when a waiting retry becomes due), if any."""
+    future = [e.score for e in entries if e.score > now]
+    return min(future) if future else None
+
+
+def slot_free_now(*, synced: bool, dispatching: bool, waiting_total: int | None, enqueued_since_dispatch: int,
+                  active: int, max_workers: int, backing_off: bool) -> bool:
+    """May a just-enqueued attempt get its worker Job at once, before the dispatcher's next pass?
+    Only if the slots are known (our Jobs listed), no dispatch is going, nobody waited at the last
+    dispatch nor was enqueued since (they are ahead of it), a slot is free, and its own Job creation
+    is not backing off."""
+    return (synced and not dispatching and waiting_total == 0 and enqueued_since_dispatch == 0
+            and active < max_workers and not backing_off)

@@ -11,11 +11,23 @@ from typing import Any
 from receiptsync_common import contract
 
 from .kube import Kube, core_path
+from .log_throttle import Throttle
 
 logger = logging.getLogger(__name__)
 COMPONENT = contract.MANAGED_BY_VALUE
 NORMAL = "Normal"
 WARNING = "Warning"
+
+
+MESSAGE_BYTES = 1024  # the API's limit on an Event's message, in bytes
+
+
+def truncate_utf8(text: str, limit: int = MESSAGE_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character ("…" marks a cut)."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - len("…".encode())].decode("utf-8", errors="ignore") + "…"
 
 
 def build(meta: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime, instance: str) -> dict[str, Any]:
@@ -34,7 +46,7 @@ def build(meta: Mapping[str, Any], type_: str, reason: str, message: str, now: d
         },
         "type": type_,
         "reason": reason,
-        "message": message[:1000],
+        "message": truncate_utf8(message),
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "reportingInstance": instance[:128],
@@ -47,12 +59,16 @@ def build(meta: Mapping[str, Any], type_: str, reason: str, message: str, now: d
 
 
 class Events:
-    def __init__(self, kube: Kube, instance: str) -> None:
+    def __init__(self, kube: Kube, instance: str, may_write=lambda: True) -> None:
         self._kube = kube
         self._instance = instance
+        self._may_write = may_write
         self._tasks: set[asyncio.Task] = set()
+        self._failures = Throttle(60.0)
 
     def post(self, meta: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        if not self._may_write():
+            return
         body = build(meta, type_, reason, message, dt.datetime.now(dt.timezone.utc), self._instance)
         task = asyncio.create_task(self._send(body))
         self._tasks.add(task)
@@ -62,7 +78,10 @@ class Events:
         try:
             await self._kube.create(core_path("events", body["metadata"]["namespace"]), body)
         except Exception as exc:  # an Event is best effort; the status already tells the truth
-            logger.debug("could not post event %s: %s", body["reason"], exc)
+            held = self._failures.allow("events")
+            if held is not None:
+                logger.warning("could not post Event %s: %s%s", body["reason"], exc,
+                               f" ({held} similar failures not logged)" if held else "")
 
     async def drain(self, timeout: float = 5.0) -> None:
         if self._tasks:

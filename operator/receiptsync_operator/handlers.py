@@ -7,7 +7,9 @@ diff-base or progress annotations — that saved two metadata patches per resour
 conflict retry) and a daemon task per resource. Should kopf ever store its bookkeeping, it goes to
 annotations under our own prefix, never to labels, spec or annotations users own; a GitOps tool
 ignores annotations it did not set (Argo CD's three-way diff, Flux's server-side apply field
-ownership), so that never shows up as drift. The watchdog is one controller loop (controller.py).
+ownership), so that never shows up as drift. The watchdog is one controller loop (watchdog.py); our
+worker Jobs and Pods are watched by the controller's own list+watch (kube_watch.py), which tells
+when the first list is complete (the dispatcher counts slots only then).
 """
 from __future__ import annotations
 
@@ -18,13 +20,11 @@ import kopf
 
 from receiptsync_common import contract
 
-from . import jobs
 from .controller import Controller
 from .events import Events
-from .queue import Queue
+from .run_queue import Queue
 
 KOPF_FINALIZER = f"{contract.GROUP}/kopf-unused"
-WORKER_LABELS = {contract.LABEL_MANAGED_BY: contract.MANAGED_BY_VALUE, contract.LABEL_COMPONENT: contract.COMPONENT_WORKER}
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -36,8 +36,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
         prefix=contract.GROUP, key="last-handled-configuration")
     # Our own Events describe each transition; kopf posts only its warnings and errors.
     settings.posting.level = logging.WARNING
-    # Watch only our worker Jobs, filtered by the API server, never every Job in the cluster.
-    settings.watching.label_selectors["batch", "jobs"] = jobs.worker_selector()
     settings.watching.server_timeout = 300
 
 
@@ -45,7 +43,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     queue = Queue.from_url(memo.config.redis_url)
-    memo.controller = Controller(memo.config, memo.kube, queue, Events(memo.kube, memo.config.identity))
+    memo.controller = Controller(memo.config, memo.kube, queue, Events(memo.kube, memo.config.identity, may_write=memo.leading),
+                                 may_write=memo.leading)
     await memo.controller.start()
 
 
@@ -53,7 +52,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = getattr(memo, "controller", None)
     if controller is not None:
-        await controller.stop()
+        await controller.stop(leading=memo.leading())
         await controller.queue.close()
     # After a signal, kopf still waits on our stop flag and would count that waiter as a hung task
     # (5 s of shutdown delay); setting it here lets the shutdown finish at once.
@@ -69,8 +68,3 @@ async def receiptsync_changed(type: str | None, body: kopf.Body, namespace: str,
         memo.controller.forget((namespace, name))
         return
     await memo.controller.observe(body)  # adds our finalizer first; a deletion is cleaned up here
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=WORKER_LABELS)
-async def worker_job_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.on_job_event(type, body)

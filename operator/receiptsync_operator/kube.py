@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import random
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -28,6 +31,26 @@ class ApiError(Exception):
         self.reason = self.body.get("reason", "")
         self.message = self.body.get("message", "")
         super().__init__(f"{method} {path}: HTTP {status} {self.reason}: {self.message}")
+
+
+logger = logging.getLogger(__name__)
+
+# 429 (API Priority and Fairness), 5xx and dropped connections are retried, honouring Retry-After,
+# this many times with a total wait of at most RETRY_BUDGET_SECONDS; then the caller sees the error.
+RETRIES = 4
+RETRY_BUDGET_SECONDS = 10.0
+RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
+
+
+def retry_wait(retry: int, retry_after: str | None, rand: float) -> float:
+    """Seconds before retry number ``retry`` (0-based): the server's Retry-After when it sends one
+    (capped), else 0.2 s doubling, jittered."""
+    if retry_after:
+        try:
+            return min(RETRY_BUDGET_SECONDS, max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+    return 0.2 * 2 ** retry * (0.5 + rand)
 
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -91,6 +114,9 @@ class Kube:
         self._files = _credential_files(self._cfg) if self._reloadable else []
         self._stamps = _mtimes(self._files)
         self._files_checked = time.monotonic()
+        # The lease's fence: once this says no, every write is refused here, before it leaves the
+        # process (the Lease's own requests pass ``fenced=False``).
+        self.may_write = lambda: True
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self._cfg.host.startswith("https"):
@@ -163,28 +189,70 @@ class Kube:
         body: Any = None,
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
+        fenced: bool = True,
     ) -> dict[str, Any]:
+        if fenced and method != "GET" and not self.may_write():
+            raise ApiError(503, {"reason": "NotLeader", "message": "this replica does not hold the lease"},
+                           method, path)
         await self._check_files()
         data = None if body is None else json.dumps(body)
-        for retry in (False, True):
+        reloaded = False
+        waited = 0.0
+        retry = 0
+        while True:
             session = await self.session()
             headers = self._headers()
             if body is not None:
                 headers["Content-Type"] = content_type
-            async with session.request(method, path, data=data, params=params, headers=headers) as response:
-                text = await response.text()
-                status = response.status
+            retry_after = None
             try:
-                payload = json.loads(text) if text else {}
-            except ValueError:
-                payload = {"message": text[:500]}
-            if status == 401 and not retry:
-                await self.reload()  # expired or rotated credentials: once more with fresh ones
-                continue
-            if status >= 400:
-                raise ApiError(status, payload, method, path)
-            return payload
-        raise AssertionError("unreachable")
+                async with session.request(method, path, data=data, params=params, headers=headers) as response:
+                    text = await response.text()
+                    status = response.status
+                    retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                if retry >= RETRIES or waited >= RETRY_BUDGET_SECONDS:
+                    raise
+                status, text, error = 0, "", exc
+            else:
+                error = None
+            if error is None:
+                try:
+                    payload = json.loads(text) if text else {}
+                except ValueError:
+                    payload = {"message": text[:500]}
+                if status == 401 and not reloaded:
+                    reloaded = True
+                    await self.reload()  # expired or rotated credentials: once more with fresh ones
+                    continue
+                if status < 400:
+                    return payload
+                if status not in RETRYABLE_STATUSES or retry >= RETRIES or waited >= RETRY_BUDGET_SECONDS:
+                    raise ApiError(status, payload, method, path)
+            wait = min(retry_wait(retry, retry_after, random.random()), RETRY_BUDGET_SECONDS - waited)
+            logger.debug("retrying %s %s in %.1fs (%s)", method, path, wait, error or status)
+            await asyncio.sleep(wait)
+            waited += wait
+            retry += 1
+
+    async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """The events of one watch request (ends when the server closes it); ApiError if refused."""
+        session = await self.session()
+        query = {**params, "watch": "1"}
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=float(params.get("timeoutSeconds", 300)) + 30)
+        async with session.get(path, params=query, headers=self._headers(), timeout=timeout) as response:
+            if response.status >= 400:
+                text = await response.text()
+                try:
+                    payload = json.loads(text) if text else {}
+                except ValueError:
+                    payload = {"message": text[:500]}
+                if response.status == 401:
+                    await self.reload()
+                raise ApiError(response.status, payload, "WATCH", path)
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params=params)
@@ -198,14 +266,6 @@ class Kube:
     async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
-    async def delete(self, path: str, propagation: str = "Background") -> dict[str, Any]:
+    async def delete(self, path: str, propagation: str = "Foreground") -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         return await self.request("DELETE", path, body=body)
-
-
-def is_not_found(exc: BaseException) -> bool:
-    return isinstance(exc, ApiError) and exc.status == 404
-
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, ApiError) and exc.status == 409

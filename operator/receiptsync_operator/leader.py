@@ -21,26 +21,14 @@ def _micro(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def lease_free(spec: dict[str, Any], *, me: str, unchanged_for: float, now: dt.datetime, skew: float = 2.0) -> bool:
-    """Whether ``me`` may take the lease: it is ours, nobody holds it, or its holder stopped renewing
-    (unchanged for a whole duration as we watched it, or its renewTime is clearly past)."""
+def lease_free(spec: dict[str, Any], *, me: str, unchanged_for: float) -> bool:
+    """Whether ``me`` may take the lease: it is ours, nobody holds it, or its record has not changed
+    for a whole lease duration as measured on OUR clock since we observed it (client-go's rule; the
+    holder's renewTime is another node's clock and never decides)."""
     holder = spec.get("holderIdentity") or ""
     if holder in ("", me):
         return True
-    duration = float(spec.get("leaseDurationSeconds") or 15)
-    if unchanged_for >= duration:
-        return True
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
-    return renewed is not None and (now - renewed).total_seconds() > duration + skew
+    return unchanged_for >= float(spec.get("leaseDurationSeconds") or 15)
 
 
 class LeaderElector:
@@ -53,6 +41,7 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = time.monotonic()
         self._last_renew = 0.0
+        self.renew_deadline = self.duration * 2 / 3
 
     def _lease_body(self, current: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any]:
         spec = dict((current or {}).get("spec") or {})
@@ -80,7 +69,8 @@ class LeaderElector:
             if exc.status != 404:
                 raise
             try:
-                await self.kube.create(self._path.rsplit("/", 1)[0], self._lease_body(None, now))
+                await self.kube.request("POST", self._path.rsplit("/", 1)[0], body=self._lease_body(None, now),
+                                        fenced=False)
             except ApiError as create_exc:
                 if create_exc.status == 409:
                     return False
@@ -88,19 +78,25 @@ class LeaderElector:
             self._last_renew = time.monotonic()
             return True
         spec = current.get("spec") or {}
-        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("acquireTime"))
+        record = (current.get("metadata") or {}).get("resourceVersion"), spec.get("holderIdentity"), \
+            spec.get("renewTime"), spec.get("acquireTime")
         if record != self._observed:
             self._observed, self._observed_at = record, time.monotonic()
-        if not lease_free(spec, me=self.identity, unchanged_for=time.monotonic() - self._observed_at, now=now):
+        if not lease_free(spec, me=self.identity, unchanged_for=time.monotonic() - self._observed_at):
             return False
         try:
-            await self.kube.replace(self._path, self._lease_body(current, now))
+            await self.kube.request("PUT", self._path, body=self._lease_body(current, now), fenced=False)
         except ApiError as exc:
             if exc.status == 409:  # someone else wrote it first
                 return False
             raise
         self._last_renew = time.monotonic()
         return True
+
+    def is_leading(self) -> bool:
+        """Still ours for sure: renewed within the renew deadline (monotonic time, which also runs
+        while the process is stopped, so a replica resumed after SIGSTOP stops writing at once)."""
+        return self._last_renew > 0 and time.monotonic() - self._last_renew < self.renew_deadline
 
     async def acquire(self) -> None:
         logger.info("waiting to lead", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
@@ -115,18 +111,20 @@ class LeaderElector:
 
     async def hold(self, lost: asyncio.Event) -> None:
         """Renew until we cannot; set ``lost`` when the lease may already be someone else's."""
-        renew_deadline = self.duration * 2 / 3
+        renew_deadline = self.renew_deadline
         while not lost.is_set():
             await asyncio.sleep(min(self.duration / 3, self.retry_period))
             try:
                 if await self.try_acquire():
                     continue
                 logger.error("lease taken over by another replica")
+                self._last_renew = 0.0
                 lost.set()
             except Exception as exc:
                 logger.warning("lease renewal failed: %s", exc)
                 if time.monotonic() - self._last_renew > renew_deadline:
                     logger.error("lease not renewed within %.0fs; stepping down", renew_deadline)
+                    self._last_renew = 0.0
                     lost.set()
 
     async def release(self) -> None:
@@ -142,6 +140,6 @@ class LeaderElector:
                     "metadata": {"name": self.name, "namespace": self.namespace,
                                  "resourceVersion": current["metadata"]["resourceVersion"]},
                     "spec": spec}
-            await self.kube.replace(self._path, body)
+            await self.kube.request("PUT", self._path, body=body, fenced=False)
         except Exception as exc:
             logger.warning("could not release the lease: %s", exc)

@@ -11,7 +11,7 @@ import kopf
 
 from . import handlers  # noqa: F401  (registers the kopf handlers)
 from . import metrics
-from .config import Settings, load, redact_url
+from .config import ConfigError, Settings, load, redact_url
 from .kube import Kube
 from .leader import LeaderElector
 
@@ -50,7 +50,8 @@ async def run(config: Settings) -> int:
         if stop.is_set():
             acquiring.cancel()
             return 0
-        metrics.LEADER.set(1)
+        metrics.set_leader(True)
+        kube.may_write = elector.is_leading  # fenced: no write leaves this process once the lease may be gone
         lost = asyncio.Event()
         holding = asyncio.create_task(elector.hold(lost))
         stop_flag = asyncio.Event()
@@ -58,7 +59,7 @@ async def run(config: Settings) -> int:
             standalone=True,  # one active replica is the Lease's job, not kopf peering's
             clusterwide=not config.namespace,
             namespaces=[config.namespace] if config.namespace else [],
-            memo=kopf.Memo(config=config, kube=kube, stop_flag=stop_flag),
+            memo=kopf.Memo(config=config, kube=kube, stop_flag=stop_flag, leading=elector.is_leading),
             stop_flag=stop_flag,
         ))
         losing = asyncio.create_task(lost.wait())
@@ -69,7 +70,7 @@ async def run(config: Settings) -> int:
         except Exception as exc:
             logger.warning("operator stopped with %r", exc)
         holding.cancel()
-        metrics.LEADER.set(0)
+        metrics.set_leader(False)
         if lost.is_set():
             logger.error("lost the lease; exiting so that this replica restarts as a standby")
             return 1
@@ -82,7 +83,11 @@ async def run(config: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = load(argv=sys.argv[1:] if argv is None else argv)
+    try:
+        config = load(argv=sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"receiptsync-operator: cannot start: {exc}", file=sys.stderr)
+        sys.exit(2)
     kopf.configure(log_format=kopf.LogFormat.JSON, verbose=config.log_level.upper() == "DEBUG",
                    quiet=config.log_level.upper() in ("WARNING", "ERROR"))
     if config.log_level.upper() != "DEBUG":

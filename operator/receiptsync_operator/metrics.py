@@ -27,6 +27,17 @@ JOB_CREATE_FAILURES = Counter("receiptsync_job_create_failures_total", "Worker J
                               ["reason"], registry=REGISTRY)
 JOBS_CREATED = Counter("receiptsync_worker_jobs_created_total", "Worker Jobs created", registry=REGISTRY)
 LEADER = Gauge("receiptsync_leader", "1 while this replica is the active one", registry=REGISTRY)
+WATCHDOG_PASSES = Counter("receiptsync_watchdog_passes_total", "Watchdog passes over every resource, finished",
+                          registry=REGISTRY)
+DEAD_LETTERS = Counter("receiptsync_dead_letters_total", "Queue entries set aside after failing to dispatch",
+                       registry=REGISTRY)
+_leading = False
+
+
+def set_leader(leading: bool) -> None:
+    global _leading
+    _leading = leading
+    LEADER.set(1 if leading else 0)
 
 _started = time.monotonic()
 
@@ -37,11 +48,13 @@ async def _metrics(_: web.Request) -> web.Response:
 
 async def _healthz(_: web.Request) -> web.Response:
     # Answering at all proves the event loop is alive; standbys are healthy too.
-    return web.json_response({"status": "ok", "leader": bool(LEADER._value.get()),
+    return web.json_response({"status": "ok", "leader": _leading,
                               "uptimeSeconds": round(time.monotonic() - _started, 1)})
 
 
-async def serve(port: int, host: str = "0.0.0.0") -> web.AppRunner:
+async def serve(port: int, host: str | None = None) -> web.AppRunner:
+    """Serve on ``port``; every address family and interface by default (``None``: IPv4 and IPv6, so
+    an IPv6-only cluster's probes reach it too)."""
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)

@@ -30,6 +30,8 @@ from receiptsync_common.jobspec import JobPayload
 from . import schedule
 from . import status as st
 from . import validation
+from .job_state import JOB_ACTIVE, JOB_DEADLINE, JOB_FAILED, JOB_GONE, JOB_SUCCEEDED  # noqa: F401 (runs.JOB_*)
+from .status import messages as say
 
 TRIGGER_GENERATION = "generation"
 TRIGGER_RUN_NOW = "run-now"
@@ -87,6 +89,20 @@ def next_run(meta: Mapping[str, Any], status: Mapping[str, Any],
     if trigger is None or st.is_active(status):
         return None
     return trigger
+
+
+def observed_generation_news(meta: Mapping[str, Any], status: Mapping[str, Any],
+                             spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A scheduled resource takes a spec edit in at once (it changes what its next ticks do), so
+    status.observedGeneration follows the edit right away, not at the next tick (kstatus and Argo CD
+    would show it Progressing meanwhile). An edit that makes the schedule unusable is a run of its
+    own (pending_trigger), which records the generation itself."""
+    generation = meta.get("generation")
+    if generation is None or status.get("observedGeneration") == generation or not is_scheduled(spec):
+        return None
+    if meta.get("deletionTimestamp") or schedule.validate_schedule(spec["schedule"], spec.get("timeZone")):
+        return None
+    return {"observedGeneration": generation}
 
 
 # --- the schedule ------------------------------------------------------------------------------------
@@ -149,23 +165,17 @@ def schedule_step(meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapp
         action = schedule.concurrency_action(spec.get("concurrencyPolicy"), st.has_active_run(status))
         if action == schedule.ACTION_SKIP:
             patch["lastSkippedScheduleTime"] = when
-            events.append(("Normal", "ScheduleSkipped",
-                           f"Skipped the run scheduled for {when}: run {status.get('runId')} is still going "
-                           "(concurrencyPolicy Forbid)"))
+            events.append(("Normal", "ScheduleSkipped", say.schedule_skipped_forbid(when, status.get("runId"))))
         else:
             trigger = Trigger(TRIGGER_SCHEDULE, meta.get("generation"), _run_now_value(meta), decision.run_at)
             replace = action == schedule.ACTION_REPLACE_THEN_START
         if decision.skipped_missed:
             about = "about " if decision.many_missed else ""
-            events.append(("Warning", "MissedSchedule",
-                           f"{about}{decision.skipped_missed} earlier scheduled run(s) were missed (operator "
-                           f"down, or suspended); only the most recent, {when}, is handled"))
+            events.append(("Warning", "MissedSchedule", say.schedule_missed(about, decision.skipped_missed, when)))
     elif decision.too_late and decision.latest_tick is not None:
         when = st.rfc3339(decision.latest_tick)
         patch["lastSkippedScheduleTime"] = when
-        events.append(("Warning", "MissedSchedule",
-                       f"Skipped the run scheduled for {when}: it is more than startingDeadlineSeconds "
-                       f"({deadline}s) late"))
+        events.append(("Warning", "MissedSchedule", say.schedule_too_late(when, deadline)))
     return ScheduleStep(trigger, replace, _changed(status, patch), tuple(events), decision.next_time)
 
 
@@ -272,68 +282,51 @@ def backoff_limit(spec: Mapping[str, Any]) -> int:
 def after_failure(attempt: int, spec: Mapping[str, Any], reason: str, detail: str) -> Retry | Fail:
     """Retry up to backoffLimit (attempts = backoffLimit + 1); reasons no retry can fix fail at once."""
     limit = backoff_limit(spec)
-    detail = st.as_clause(detail)
     if reason in contract.NON_RETRYABLE_REASONS:
-        return Fail(reason, f"Attempt {attempt} failed with {reason}: {detail}; not retried")
+        return Fail(reason, say.not_retried(attempt, reason, detail))
     if attempt > limit:
-        return Fail(
-            contract.REASON_BACKOFF_LIMIT_EXCEEDED,
-            f"Attempt {attempt} ended with {reason}: {detail}; backoffLimit {limit} reached",
-        )
+        return Fail(contract.REASON_BACKOFF_LIMIT_EXCEEDED, say.backoff_limit_reached(attempt, reason, detail, limit))
     return Retry(next_attempt=attempt + 1, max_attempts=limit + 1)
 
 
 # --- attempt health -----------------------------------------------------------------------------------
-JOB_ACTIVE = "active"
-JOB_SUCCEEDED = "succeeded"
-JOB_FAILED = "failed"
-JOB_DEADLINE = "deadline"
-JOB_GONE = "gone"
-
-
 def check_attempt(
     status: Mapping[str, Any],
     spec: Mapping[str, Any],
     *,
-    now: dt.datetime,
-    last_heartbeat: dt.datetime | None,
     job_state: str | None,
     job_bad_for: float,
-    heartbeat_timeout: float,
     job_gone_grace: float,
+    running_for: float | None,
+    silent_for: float | None,
+    heartbeat_timeout: float,
+    exit_code: int | None = None,
 ) -> tuple[str, str] | None:
     """(reason, detail) when the current attempt is over without telling us, else None.
 
-    ``job_state`` is the worker Job's state (None if the operator has not created it yet) and
-    ``job_bad_for`` how long it has been failed/succeeded/gone, so a final heartbeat still in flight
-    gets ``job_gone_grace`` seconds to arrive first.
+    Every duration is on the operator's own clock (never a worker's timestamps against ours):
+    ``running_for`` since the operator first learnt the attempt started (None: not started),
+    ``silent_for`` since it last received a heartbeat of it (or since it started watching it).
+    ``job_state`` is the worker Job's state (None if not created yet) and ``job_bad_for`` how long it
+    has been failed/succeeded/gone, so a final heartbeat still in flight gets ``job_gone_grace``
+    seconds to arrive first; ``exit_code`` is the worker container's, when its pod tells.
     """
     phase = status.get("phase")
     if phase not in (contract.PHASE_QUEUED, contract.PHASE_STARTED):
         return None
     job = status.get("workerJob")
     if job_state == JOB_DEADLINE:
-        return contract.REASON_TIMEOUT, f"worker Job {job} ran past its deadline"
+        return contract.REASON_TIMEOUT, say.job_deadline(job)
     if job_state in (JOB_FAILED, JOB_SUCCEEDED, JOB_GONE) and job_bad_for >= job_gone_grace:
         what = {JOB_FAILED: "failed", JOB_SUCCEEDED: "exited", JOB_GONE: "disappeared"}[job_state]
-        return contract.REASON_WORKER_LOST, f"worker Job {job} {what} without a final heartbeat"
+        if exit_code is not None and job_state != JOB_GONE:
+            what += f" ({say.exit_code(exit_code)})"
+        return contract.REASON_WORKER_LOST, say.job_without_heartbeat(job, what)
     if phase != contract.PHASE_STARTED:
         return None
-    started = st.parse_time(status.get("startedAt"))
     timeout = validation.parse_duration(spec.get("timeout") or "1h")
-    if started is not None and (now - started).total_seconds() > timeout:
-        return contract.REASON_TIMEOUT, f"attempt ran longer than spec.timeout ({spec.get('timeout') or '1h'})"
-    seen = [t for t in (last_heartbeat, st.parse_time(status.get("lastHeartbeatTime")), started) if t]
-    newest = max(seen) if seen else None
-    if newest is None or (now - newest).total_seconds() > heartbeat_timeout:
-        age = "ever" if newest is None else f"{(now - newest).total_seconds():.0f}s"
-        return contract.REASON_WORKER_LOST, f"no heartbeat for {age} (heartbeat timeout {heartbeat_timeout:g}s)"
+    if running_for is not None and running_for > timeout:
+        return contract.REASON_TIMEOUT, say.attempt_timeout(spec.get("timeout") or "1h")
+    if silent_for is not None and silent_for > heartbeat_timeout:
+        return contract.REASON_WORKER_LOST, say.no_heartbeat(f"{silent_for:.0f}s", heartbeat_timeout)
     return None
-
-
-def progress_interval(started: dt.datetime | None, now: dt.datetime, minimum: float, maximum: float) -> float:
-    """Gap between counter-only status writes: grows with the attempt's age so a long run stays
-    within a handful of writes, while short runs update every ``minimum`` seconds."""
-    if started is None:
-        return minimum
-    return max(minimum, min(maximum, (now - started).total_seconds()))

@@ -10,13 +10,15 @@ import socket
 
 from receiptsync_common import contract as c
 from receiptsync_operator import clock, config, main
-from receiptsync_operator.ratelimit import Throttle
+
+from clocks import FakeClock
+from receiptsync_operator.log_throttle import Throttle
 
 T0 = dt.datetime(2025, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
 
 
 def test_fake_clock_moves_only_when_told():
-    fake = clock.FakeClock(T0)
+    fake = FakeClock(T0)
     assert fake.now() == T0
     fake.advance(90)
     assert fake.now() == T0 + dt.timedelta(seconds=90)
@@ -26,7 +28,7 @@ def test_fake_clock_moves_only_when_told():
 
 def test_offset_file_clock_follows_the_file(tmp_path):
     path = tmp_path / "offset"
-    knob = clock.OffsetFileClock(str(path), base=clock.FakeClock(T0))
+    knob = clock.OffsetFileClock(str(path), base=FakeClock(T0))
     assert knob.now() == T0  # no file: no offset
     path.write_text("3600")
     assert knob.now() == T0 + dt.timedelta(hours=1)

@@ -1,14 +1,12 @@
 """Settings from env, overridden by flags; URL redaction; merge-patch helpers; lease takeover rule."""
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
 from receiptsync_common import contract as c
 from receiptsync_operator import config, leader
-from receiptsync_operator.controller import redact
-from receiptsync_operator.writer import apply, merge
+from receiptsync_operator.context import redact
+from receiptsync_operator.status import apply, merge
 
 
 def test_defaults():
@@ -51,14 +49,45 @@ def test_merge_and_apply():
     assert apply(base, {"a": None}) == {"p": {"x": 1, "y": 2}}
 
 
-NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
-
-
-def test_lease_rules():
+def test_lease_rules_use_our_clock_only():
     held = {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2025-01-01T11:59:59.000000Z"}
-    assert leader.lease_free(held, me="a", unchanged_for=0, now=NOW)
-    assert not leader.lease_free(held, me="b", unchanged_for=5, now=NOW)
-    assert leader.lease_free(held, me="b", unchanged_for=15, now=NOW)
-    stale = {**held, "renewTime": "2025-01-01T11:59:00.000000Z"}
-    assert leader.lease_free(stale, me="b", unchanged_for=0, now=NOW)
-    assert leader.lease_free({**held, "holderIdentity": ""}, me="b", unchanged_for=0, now=NOW)
+    assert leader.lease_free(held, me="a", unchanged_for=0)
+    assert not leader.lease_free(held, me="b", unchanged_for=5)
+    assert leader.lease_free(held, me="b", unchanged_for=15)
+    # The holder's renewTime is another node's clock: an old one never lets us take over early.
+    stale = {**held, "renewTime": "2000-01-01T00:00:00.000000Z"}
+    assert not leader.lease_free(stale, me="b", unchanged_for=14.9)
+    assert leader.lease_free({**held, "holderIdentity": ""}, me="b", unchanged_for=0)
+
+
+def test_worker_template_is_parsed_and_checked_at_start():
+    template = '{"spec": {"nodeSelector": {"disk": "ssd"}}, "metadata": {"labels": {"team": "a"}}}'
+    s = config.load({c.OPERATOR_ENV_WORKER_TEMPLATE_JSON: template}, [])
+    assert s.worker_template == {"spec": {"nodeSelector": {"disk": "ssd"}}, "metadata": {"labels": {"team": "a"}}}
+    assert config.load({}, []).worker_template is None
+    for bad, says in (("{not json", "not valid JSON"), ("[1]", "JSON object"), ('{"kind": "Pod"}', "kind"),
+                      ('{"spec": {"containers": [{"name": "sidecar"}]}}', "sidecar"),
+                      ('{"metadata": {"labels": {"a": 1}}}', "metadata.labels")):
+        with pytest.raises(config.ConfigError) as info:
+            config.load({c.OPERATOR_ENV_WORKER_TEMPLATE_JSON: bad}, [])
+        assert c.OPERATOR_ENV_WORKER_TEMPLATE_JSON in str(info.value) and says in str(info.value)
+
+
+def test_invalid_template_stops_the_operator_with_a_clear_message(monkeypatch, capsys):
+    from receiptsync_operator import main
+
+    monkeypatch.setenv(c.OPERATOR_ENV_WORKER_TEMPLATE_JSON, "{oops")
+    with pytest.raises(SystemExit) as info:
+        main.main([])
+    assert info.value.code == 2
+    assert "cannot start" in capsys.readouterr().err
+
+
+def test_retry_settings():
+    s = config.load({c.OPERATOR_ENV_RETRY_BASE: "0.5", c.OPERATOR_ENV_RETRY_CAP: "2",
+                     c.OPERATOR_ENV_WORKER_START_TIMEOUT: "30", c.OPERATOR_ENV_DEAD_LETTER_AFTER: "3"}, [])
+    assert (s.retry_base, s.retry_cap, s.worker_start_timeout, s.dead_letter_after) == (0.5, 2.0, 30.0, 3)
+    with pytest.raises(config.ConfigError):
+        config.load({c.OPERATOR_ENV_RETRY_BASE: "10", c.OPERATOR_ENV_RETRY_CAP: "1"}, [])
+    with pytest.raises(config.ConfigError, match=c.OPERATOR_ENV_MAX_WORKERS):
+        config.load({c.OPERATOR_ENV_MAX_WORKERS: "four"}, [])

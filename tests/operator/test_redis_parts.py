@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from receiptsync_common import contract as c
 from receiptsync_common.jobspec import JobPayload
 from receiptsync_operator.heartbeats import HeartbeatConsumer
-from receiptsync_operator.queue import Queue
+from receiptsync_operator.run_queue import Queue
 
 
 def payload(job_id: str, priority: str = "default") -> JobPayload:

@@ -156,15 +156,15 @@ def test_non_retryable_fail_at_once(reason):
     assert isinstance(f, runs.Fail) and f.reason == reason
 
 
-# --- attempt health -------------------------------------------------------------------------------------------
+# --- attempt health (every duration on the operator's own clock) -------------------------------------------
 def started(**kw):
     return {"phase": "Started", "startedAt": "2025-06-15T11:59:00Z", "lastHeartbeatTime": "2025-06-15T11:59:58Z",
             "workerJob": "rs-x-r1-a1", **kw}
 
 
 def check(status, spec=SPEC, **kw):
-    args = dict(now=NOW, last_heartbeat=None, job_state=runs.JOB_ACTIVE, job_bad_for=0.0,
-                heartbeat_timeout=30, job_gone_grace=2)
+    args = dict(job_state=runs.JOB_ACTIVE, job_bad_for=0.0, heartbeat_timeout=30, job_gone_grace=2,
+                running_for=60.0, silent_for=2.0)
     args.update(kw)
     return runs.check_attempt(status, spec, **args)
 
@@ -174,25 +174,28 @@ def test_healthy_attempt():
 
 
 def test_silent_worker_is_lost():
-    reason, detail = check(started(lastHeartbeatTime="2025-06-15T11:59:00Z"), heartbeat_timeout=3)
+    reason, detail = check(started(), heartbeat_timeout=3, silent_for=60.0)
     assert reason == c.REASON_WORKER_LOST and "no heartbeat for 60s" in detail
 
 
-def test_fresh_hash_heartbeat_counts():
-    assert check(started(lastHeartbeatTime="2025-06-15T11:00:00Z"), heartbeat_timeout=3,
-                 last_heartbeat=NOW - dt.timedelta(seconds=1)) is None
+def test_worker_timestamps_never_decide_liveness():
+    # A worker whose clock is an hour behind (its lastHeartbeatTime looks ancient) but which we
+    # heard a second ago is alive; one whose clock is ahead but silent on ours is lost.
+    assert check(started(lastHeartbeatTime="2025-06-15T11:00:00Z", startedAt="2025-06-15T10:00:00Z"),
+                 silent_for=1.0) is None
+    assert check(started(lastHeartbeatTime="2099-01-01T00:00:00Z"), silent_for=31.0)[0] == c.REASON_WORKER_LOST
 
 
-def test_timeout():
-    reason, _ = check(started(startedAt="2025-06-15T11:58:00Z"), spec={**SPEC, "timeout": "90s"},
-                      last_heartbeat=NOW)
-    assert reason == c.REASON_TIMEOUT
+def test_timeout_on_the_operators_clock():
+    assert check(started(), spec={**SPEC, "timeout": "90s"}, running_for=89.0) is None
+    reason, detail = check(started(), spec={**SPEC, "timeout": "90s"}, running_for=91.0)
+    assert reason == c.REASON_TIMEOUT and "90s" in detail
 
 
-def test_failed_job_after_grace_is_lost():
+def test_failed_job_after_grace_is_lost_with_its_exit_code():
     assert check(started(), job_state=runs.JOB_FAILED, job_bad_for=0.5) is None
-    reason, detail = check(started(), job_state=runs.JOB_FAILED, job_bad_for=2.5)
-    assert reason == c.REASON_WORKER_LOST and "failed" in detail
+    reason, detail = check(started(), job_state=runs.JOB_FAILED, job_bad_for=2.5, exit_code=2)
+    assert reason == c.REASON_WORKER_LOST and "failed (exit code 2)" in detail
 
 
 def test_gone_job_while_queued_is_lost():
@@ -205,7 +208,7 @@ def test_deadline_is_timeout():
 
 
 def test_queued_without_job_is_fine():
-    assert check({"phase": "Queued"}, job_state=None) is None
+    assert check({"phase": "Queued"}, job_state=None, running_for=None, silent_for=None) is None
 
 
 def test_terminal_phases_are_not_checked():
@@ -213,10 +216,12 @@ def test_terminal_phases_are_not_checked():
 
 
 def test_progress_interval_grows_with_age():
-    assert runs.progress_interval(None, NOW, 2, 30) == 2
-    assert runs.progress_interval(NOW - dt.timedelta(seconds=1), NOW, 2, 30) == 2
-    assert runs.progress_interval(NOW - dt.timedelta(seconds=10), NOW, 2, 30) == 10
-    assert runs.progress_interval(NOW - dt.timedelta(hours=1), NOW, 2, 30) == 30
+    from receiptsync_operator.status import policy
+
+    assert policy.progress_interval(None, NOW, 2, 30) == 2
+    assert policy.progress_interval(NOW - dt.timedelta(seconds=1), NOW, 2, 30) == 2
+    assert policy.progress_interval(NOW - dt.timedelta(seconds=10), NOW, 2, 30) == 10
+    assert policy.progress_interval(NOW - dt.timedelta(hours=1), NOW, 2, 30) == 30
 
 
 # --- what triggers a run (the one implementation: runs.pending_trigger) -------------------------------------
@@ -380,8 +385,8 @@ def run_loop(spec, start, until, *, lateness=dt.timedelta(seconds=7), run_second
     """What the operator does, minus I/O: look at the schedule whenever the clock reaches the step's
     next_time (a little late, as a timer would be), start the run it asks for, finish it
     ``run_seconds`` later. Returns the ticks runs were started for."""
-    from receiptsync_operator.clock import FakeClock
-    from receiptsync_operator.writer import apply
+    from clocks import FakeClock
+    from receiptsync_operator.status import apply
 
     clock = FakeClock(start)
     m = smeta(creationTimestamp=(creation or start).strftime("%Y-%m-%dT%H:%M:%SZ"))

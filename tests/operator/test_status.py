@@ -5,7 +5,7 @@ import datetime as dt
 
 from receiptsync_common import contract as c
 from receiptsync_operator import status as st
-from receiptsync_operator.writer import apply
+from receiptsync_operator.status import apply
 
 NOW = dt.datetime(2025, 6, 15, 12, 0, 0, tzinfo=dt.timezone.utc)
 SPEC = {"businessId": "acme"}
@@ -191,7 +191,7 @@ def test_newest_run_is_always_kept_and_remembers_run_now():
 
 
 def test_status_fields_from_the_crd():
-    from receiptsync_operator.writer import status_fields
+    from receiptsync_operator.status import status_fields
 
     crd = {"spec": {"versions": [{"name": "v1alpha1", "schema": {"openAPIV3Schema": {"properties": {
         "status": {"type": "object", "properties": {"phase": {}, "runs": {}}}}}}}]}}
@@ -291,7 +291,7 @@ def test_scheduled_runs_record_their_tick():
 
 
 def test_phase_counts_are_kept_as_statuses_change():
-    from receiptsync_operator.store import Resources
+    from receiptsync_operator.resource_cache import Resources
 
     def body(name, uid, rv, phase=None):
         return {"metadata": {"namespace": "n", "name": name, "uid": uid, "resourceVersion": str(rv)},

@@ -89,5 +89,16 @@ class Queue:
                 pipe.hgetall(contract.heartbeat_key(job_id))
             return dict(zip(job_ids, await pipe.execute()))
 
+    async def set_aside(self, job_id: str, when: float) -> None:
+        """Dead-letter: out of the queue, remembered (with its payload) in the dead-letter set."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for priority in contract.PRIORITIES:
+                pipe.zrem(contract.queue_key(priority), job_id)
+            pipe.zadd(contract.DEAD_LETTER_KEY, {job_id: when})
+            await pipe.execute()
+
+    async def dead_letters(self) -> list[str]:
+        return list(await self.redis.zrange(contract.DEAD_LETTER_KEY, 0, -1))
+
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -1,5 +1,5 @@
-"""In-memory views the active replica keeps: ReceiptSyncs (with a lock each, since heartbeats,
-timers, dispatch and watch events all decide about the same resource) and our worker Jobs.
+"""The ReceiptSyncs the active replica knows, each with a lock (heartbeats, timers, dispatch and
+watch events all decide about the same resource).
 
 Status is authoritative here: the active replica is the only writer of status, so after the first
 sighting of a resource its status is whatever our last successful patch returned. Watch events only
@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-import time
 from collections.abc import Mapping
 from typing import Any
-
-from . import jobs
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -119,63 +116,3 @@ class Resources:
     def phases(self) -> dict[str, int]:
         """Resources by phase ("None" before the first status), without a pass over them."""
         return {phase: n for phase, n in self._counts.items() if n}
-
-
-class WorkerJobs:
-    """Our worker Jobs by (namespace, name), fed by the label-selected watch and a startup list."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[Key, dict[str, Any]] = {}
-        self._bad_since: dict[Key, float] = {}
-        self._created_at: dict[Key, float] = {}  # Jobs we created, until the watch has caught up
-        self.primed = False
-
-    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        key = key_of(body)
-        self._created_at.pop(key, None)
-        if event_type == "DELETED":
-            self._jobs.pop(key, None)
-        else:
-            self._jobs[key] = copy.deepcopy(dict(body))
-
-    def replace_all(self, bodies: list[Mapping[str, Any]]) -> None:
-        """A full list: the truth for Jobs that existed then; later watch events still win."""
-        listed = {key_of(b): copy.deepcopy(dict(b)) for b in bodies}
-        for key, body in listed.items():
-            self._jobs.setdefault(key, body)
-        for key in list(self._jobs):
-            if key not in listed and not self._recent(key):
-                self._jobs.pop(key, None)
-        self.primed = True
-
-    def _recent(self, key: Key) -> bool:
-        created = self._created_at.get(key)
-        return created is not None and time.monotonic() - created < 30
-
-    def created(self, body: Mapping[str, Any]) -> None:
-        """A Job we just created counts at once, before its watch event arrives."""
-        key = key_of(body)
-        if key not in self._jobs:
-            self._jobs[key] = copy.deepcopy(dict(body))
-            self._created_at[key] = time.monotonic()
-
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._jobs.get((namespace, name))
-
-    def active_count(self, namespace: str | None = None) -> int:
-        return sum(
-            1 for (ns, _), job in self._jobs.items()
-            if (namespace is None or ns == namespace) and jobs.is_active(job)
-        )
-
-    def bad_for(self, namespace: str, name: str, state: str, now: float) -> float:
-        """How long the Job has been in a not-active state (0 while active)."""
-        key = (namespace, name)
-        if state == "active":
-            self._bad_since.pop(key, None)
-            return 0.0
-        since = self._bad_since.setdefault(key, now)
-        return now - since
-
-    def forget_bad(self, namespace: str, name: str) -> None:
-        self._bad_since.pop((namespace, name), None)

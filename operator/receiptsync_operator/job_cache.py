@@ -1,0 +1,113 @@
+"""Our worker Jobs and their Pods, as the API last told us (fed only by :mod:`kube_watch`), plus what
+the operator remembers about them on its own clock (since when a Job is bad, since when a pod shows
+the same trouble)."""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import job_state
+from .resource_cache import Key, key_of
+
+
+def _rv(obj: Mapping[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class ObjectStore:
+    """One kind of object by (namespace, name): a list replaces it, watch events update it. An object
+    we created ourselves counts at once and survives a list taken before it existed."""
+
+    def __init__(self) -> None:
+        self.items: dict[Key, dict[str, Any]] = {}
+        self._ours: dict[Key, int] = {}  # created by us: key -> its resourceVersion, until listed or watched
+
+    def replace(self, items: list[Mapping[str, Any]], resource_version: str) -> None:
+        listed = {key_of(o): copy.deepcopy(dict(o)) for o in items}
+        try:
+            snapshot = int(resource_version)
+        except (TypeError, ValueError):
+            snapshot = 0
+        for key, rv in list(self._ours.items()):
+            if key in listed or rv <= snapshot:
+                self._ours.pop(key)  # the list knows it (or knew it was gone)
+            elif key in self.items:
+                listed[key] = self.items[key]
+        self.items = listed
+
+    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        self._ours.pop(key, None)
+        if event_type == "DELETED":
+            self.items.pop(key, None)
+        else:
+            self.items[key] = copy.deepcopy(dict(obj))
+
+    def created(self, obj: Mapping[str, Any]) -> None:
+        key = key_of(obj)
+        if key not in self.items:
+            self.items[key] = copy.deepcopy(dict(obj))
+            self._ours[key] = _rv(obj)
+
+
+class JobCache:
+    def __init__(self, monotonic=time.monotonic) -> None:
+        self.jobs = ObjectStore()
+        self.pods = ObjectStore()
+        self._monotonic = monotonic
+        self._bad_since: dict[Key, float] = {}
+        self._seen_since: dict[Key, float] = {}  # Job -> when we first saw it (our clock)
+        self._trouble: dict[Key, tuple[str, float]] = {}  # pod -> (word, since)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        job = self.jobs.items.get((namespace, name))
+        if job is not None:
+            self._seen_since.setdefault((namespace, name), self._monotonic())
+        return job
+
+    def created(self, body: Mapping[str, Any]) -> None:
+        self.jobs.created(body)
+        self._seen_since.setdefault(key_of(body), self._monotonic())
+
+    def pods_of(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        return [p for (ns, _), p in self.pods.items.items() if ns == namespace and job_state.job_name_of_pod(p) == job_name]
+
+    def slots_held(self, namespace: str | None = None) -> int:
+        in_scope = (lambda ns: namespace is None or ns == namespace)
+        return job_state.slots_held(((ns, j) for (ns, _), j in self.jobs.items.items() if in_scope(ns)),
+                                    ((ns, p) for (ns, _), p in self.pods.items.items() if in_scope(ns)))
+
+    def age(self, namespace: str, name: str) -> float:
+        """How long we have known this Job (our clock)."""
+        since = self._seen_since.setdefault((namespace, name), self._monotonic())
+        return self._monotonic() - since
+
+    def bad_for(self, namespace: str, name: str, state: str) -> float:
+        """How long the Job has been in a not-active state (0 while active)."""
+        key = (namespace, name)
+        if state == job_state.JOB_ACTIVE:
+            self._bad_since.pop(key, None)
+            return 0.0
+        since = self._bad_since.setdefault(key, self._monotonic())
+        return self._monotonic() - since
+
+    def trouble_for(self, namespace: str, pod: str, word: str) -> float:
+        """How long the pod has shown ``word`` (our clock); a new word starts the count again."""
+        key = (namespace, pod)
+        current = self._trouble.get(key)
+        if current is None or current[0] != word:
+            current = (word, self._monotonic())
+            self._trouble[key] = current
+        return self._monotonic() - current[1]
+
+    def forget_job(self, namespace: str, name: str) -> None:
+        self._bad_since.pop((namespace, name), None)
+        self._seen_since.pop((namespace, name), None)
+        for (ns, pod_name), pod in list(self.pods.items.items()):
+            if ns == namespace and job_state.job_name_of_pod(pod) == name:
+                self._trouble.pop((ns, pod_name), None)
