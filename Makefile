@@ -5,9 +5,9 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: deps system venv tools test test-fast test-kind demo bench bench-smoke lint clean
+.PHONY: deps system venv tools controlplane test test-kind demo bench bench-smoke clean
 
-deps: system venv tools
+deps: system venv tools controlplane
 
 system:
 	@bash scripts/ensure_system.sh
@@ -23,6 +23,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 tools: $(BIN)/helm
+
+# The upstream kube-apiserver, etcd, kube-controller-manager and kube-scheduler, built from Go
+# modules (controlplane/) once per machine and cached outside the repo by a hash of the inputs.
+controlplane: | $(VENV)/.installed
+	$(BIN)/python -m receiptsync_sandbox.controlplane.build
 
 $(BIN)/helm: | $(VENV)/.installed
 	$(BIN)/python scripts/install_tools.py $(BIN)

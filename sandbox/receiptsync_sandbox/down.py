@@ -1,8 +1,9 @@
 """`receiptsync-sandbox down`: stop everything `up` started in a state dir, leave no process behind.
 
-Order matters: the controllers/node-agent process first (it stops the pods' processes), then the
-API server and the Gmail emulator, then redis and PostgreSQL; finally a /proc sweep for anything
-still carrying the sandbox's marker. Logs stay in DIR/logs.
+Order matters: the node agent first (it stops the pods' processes), then the control plane
+(controller-manager and scheduler, the API server, etcd) and the Gmail emulator, then redis and
+PostgreSQL; finally a /proc sweep for anything still carrying the sandbox's marker. Logs stay in
+DIR/logs.
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def bring_down(state_dir: Path, say: Say = print) -> bool:
 def _stop_components(state: statefile.SandboxState, say: Say) -> None:
     live = state.live_processes()
     # The node agent needs a few seconds to stop pods gracefully before it exits.
-    for group, grace in ((("controllers",), 15.0), (("apiserver", "gmail"), 5.0), (("redis",), 5.0)):
+    groups = ((("nodeagent",), 15.0), (("kube-controller-manager", "kube-scheduler", "gmail"), 5.0),
+              (("kube-apiserver",), 10.0), (("etcd",), 5.0), (("redis",), 5.0))
+    for group, grace in groups:
         present = [live[name] for name in group if name in live]
         if present:
             say(f"stopping {', '.join(name for name in group if name in live)}")

@@ -25,10 +25,12 @@ def key_of(obj: dict) -> Key:
 
 
 class Informer:
-    def __init__(self, client: KubeClient, resource: Resource, namespace: str | None = None):
+    def __init__(self, client: KubeClient, resource: Resource, namespace: str | None = None,
+                 field_selector: str | None = None):
         self.client = client
         self.resource = resource
         self.namespace = namespace
+        self.selector = {"fieldSelector": field_selector} if field_selector else {}
         self.cache: dict[Key, dict] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
@@ -66,7 +68,7 @@ class Informer:
                 await asyncio.sleep(1.0)
 
     async def _relist(self) -> None:
-        listing = await self.client.list(self.resource, self.namespace)
+        listing = await self.client.list(self.resource, self.namespace, **self.selector)
         fresh = {key_of(obj): _with_kind(obj, self.resource) for obj in listing.get("items") or []}
         for key in list(self.cache):
             if key not in fresh:
@@ -79,7 +81,8 @@ class Informer:
         self.synced.set()
 
     async def _watch_once(self) -> None:
-        async for event in self.client.watch(self.resource, self._resource_version, self.namespace):
+        async for event in self.client.watch(self.resource, self._resource_version, self.namespace,
+                                                 **self.selector):
             kind, obj = event.get("type"), event.get("object") or {}
             version = (obj.get("metadata") or {}).get("resourceVersion")
             if version:

@@ -1,13 +1,17 @@
-"""A tiny async Kubernetes API client over aiohttp, for the sandbox's controllers and node agent.
+"""A tiny async Kubernetes API client over aiohttp, for the sandbox's node agent.
 
-They talk to the sandbox API server only over HTTP, as a kubelet or controller-manager would:
-get/list/watch/create/patch/delete on plain REST paths, with a bearer token naming the caller.
+It talks to kube-apiserver as a kubelet does: TLS with the node's client certificate, plain REST
+paths for get/list/watch/create/patch/delete.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import base64
 import json
+import ssl
+import tempfile
+from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
@@ -61,6 +65,8 @@ EVENTS = Resource("v1", "events", "Event")
 SECRETS = Resource("v1", "secrets", "Secret")
 CONFIGMAPS = Resource("v1", "configmaps", "ConfigMap")
 SERVICEACCOUNTS = Resource("v1", "serviceaccounts", "ServiceAccount")
+NODES = Resource("v1", "nodes", "Node", namespaced=False)
+LEASES = Resource("coordination.k8s.io/v1", "leases", "Lease")
 NAMESPACES = Resource("v1", "namespaces", "Namespace", namespaced=False)
 JOBS = Resource("batch/v1", "jobs", "Job")
 DEPLOYMENTS = Resource("apps/v1", "deployments", "Deployment")
@@ -68,11 +74,29 @@ REPLICASETS = Resource("apps/v1", "replicasets", "ReplicaSet")
 
 
 class KubeClient:
-    def __init__(self, server: str, token: str = "admin", timeout: float = 30.0):
+    def __init__(self, server: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
+                 timeout: float = 30.0):
         self.server = server.rstrip("/")
         self.token = token
+        self.ssl_context = ssl_context
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path) -> "KubeClient":
+        """Server, CA and client certificate (or token) of the kubeconfig's first cluster and user."""
+        import yaml
+
+        config = yaml.safe_load(Path(path).read_text())
+        cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+        context = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        if "client-certificate-data" in user:
+            with tempfile.TemporaryDirectory() as folder:  # ssl loads a key pair from files only
+                cert, key = Path(folder, "tls.crt"), Path(folder, "tls.key")
+                cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+                key.write_bytes(base64.b64decode(user["client-key-data"]))
+                context.load_cert_chain(str(cert), str(key))
+        return cls(cluster["server"], context, user.get("token"))
 
     async def __aenter__(self) -> "KubeClient":
         return self
@@ -83,10 +107,11 @@ class KubeClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            headers = {"Accept": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
             self._session = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
-                connector=aiohttp.TCPConnector(limit=20),
-            )
+                headers=headers, connector=aiohttp.TCPConnector(limit=20, ssl=self.ssl_context or True))
         return self._session
 
     async def close(self) -> None:

@@ -1,10 +1,8 @@
-"""kubeconfig files pointing at the sandbox API server.
-
-The server accepts any bearer token and takes it as the user name, so a pod's kubeconfig carries
-`system:serviceaccount:<ns>:<sa>` and the audit shows calls per service account.
-"""
+"""kubeconfig files for the sandbox cluster: TLS to the API server, the CA embedded, and either a
+client certificate (admin, the control-plane components, the node) or a ServiceAccount token."""
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -13,23 +11,40 @@ import yaml
 CLUSTER_NAME = "receiptsync-sandbox"
 
 
-def kubeconfig(server: str, token: str, user: str = "admin", namespace: str | None = None) -> dict:
+def _data(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def kubeconfig(server: str, ca_cert: Path, *, user: str, client_cert: Path | None = None, client_key: Path | None = None,
+               token: str | None = None, namespace: str | None = None) -> dict:
+    credentials: dict[str, str] = {}
+    if client_cert and client_key:
+        credentials = {"client-certificate-data": _data(client_cert), "client-key-data": _data(client_key)}
+    elif token:
+        credentials = {"token": token}
     context = {"cluster": CLUSTER_NAME, "user": user}
     if namespace:
         context["namespace"] = namespace
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server}}],
-        "users": [{"name": user, "user": {"token": token}}],
+        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority-data": _data(ca_cert)}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": CLUSTER_NAME, "context": context}],
         "current-context": CLUSTER_NAME,
         "preferences": {},
     }
 
 
-def service_account_token(namespace: str, service_account: str) -> str:
-    return f"system:serviceaccount:{namespace}:{service_account}"
+def for_token(base: Path | str, token: str, user: str, namespace: str | None = None) -> dict:
+    """A kubeconfig for a ServiceAccount token against the cluster that `base` points at."""
+    config = yaml.safe_load(Path(base).read_text())
+    cluster = config["clusters"][0]["cluster"]
+    context = {"cluster": CLUSTER_NAME, "user": user, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": CLUSTER_NAME, "cluster": dict(cluster)}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": CLUSTER_NAME, "context": context}], "current-context": CLUSTER_NAME}
 
 
 def write_kubeconfig(path: Path, config: dict) -> Path:

@@ -1,28 +1,57 @@
-"""Installing ReceiptSync into a running sandbox: the CRD (from manifests/crds) and the operator
-Deployment (from this package's manifests/operator.yaml template), using the real kubectl."""
+"""Installing ReceiptSync into a running sandbox as a user would: the chart (its CRD, ServiceAccount,
+RBAC and Deployment) with the real helm, after the namespace preparation a cluster admin does."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
-import string
 import subprocess
 import time
-import urllib.request
-from importlib import resources
 from pathlib import Path
 
 from receiptsync_common import contract
 
 from .nodeagent.images import REPO_ROOT
+from .services import free_port
 
 NAMESPACE = "receiptsync-system"
-DEPLOYMENT = "receiptsync-operator"
+RELEASE = "receiptsync"
+DEPLOYMENT = "receiptsync-receipt-sync"
+CHART = REPO_ROOT / "charts" / "receipt-sync"
 CRD_FILE = REPO_ROOT / "manifests" / "crds" / "receiptsyncs.yaml"
 CRD_NAME = f"{contract.PLURAL}.{contract.GROUP}"
+BUSINESS_IDS_ANNOTATION = f"{contract.GROUP}/business-ids"
+# Pod Security "restricted", enforced, wherever the project's pods run.
+POD_SECURITY_LABELS = {"pod-security.kubernetes.io/enforce": "restricted",
+                       "pod-security.kubernetes.io/enforce-version": "latest"}
 
 
 class InstallError(RuntimeError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Kubectl:
+    path: str
+    kubeconfig: Path
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        result = subprocess.run([self.path, "--kubeconfig", str(self.kubeconfig), *args], input=input, text=True,
+                                capture_output=True, timeout=timeout)
+        if result.returncode != 0:
+            raise InstallError(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout
+
+    def apply(self, obj: dict) -> None:
+        self("apply", "-f", "-", input=json.dumps(obj))
+
+
+def prepare_namespace(kubectl: Kubectl, namespace: str, business_ids: str | None = "*") -> None:
+    """What a cluster admin does for a tenant namespace: Pod Security `restricted` and the business
+    ids it may sync (CONTRACT: the sandbox's `default` admits every business)."""
+    annotations = {BUSINESS_IDS_ANNOTATION: business_ids} if business_ids is not None else {}
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": namespace, "labels": POD_SECURITY_LABELS, "annotations": annotations}})
 
 
 # What a cluster admin provisions before `helm install`: the chart's default values read the Redis
@@ -32,74 +61,42 @@ CONNECTIONS_SECRET = "receiptsync-connections"
 CONNECTIONS_NAMESPACE = "default"
 
 
-def create_connections_secret(api_url: str, redis_url: str, database_url: str, gmail_endpoint: str) -> None:
-    """Create Secret default/receiptsync-connections (keys redis-url, database-url, gmail-api-endpoint)."""
+def create_connections_secret(kubectl: Kubectl, namespace: str, redis_url: str, database_url: str,
+                              gmail_endpoint: str) -> None:
+    """Secret receiptsync-connections (keys redis-url, database-url, gmail-api-endpoint), through
+    stdin so no URL with a password shows in a process list."""
     values = {"redis-url": redis_url, "database-url": database_url, "gmail-api-endpoint": gmail_endpoint}
-    body = {
+    kubectl.apply({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": CONNECTIONS_SECRET, "labels": {"app.kubernetes.io/part-of": "receiptsync-sandbox"}},
+        "metadata": {"name": CONNECTIONS_SECRET, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "receiptsync-sandbox"}},
         "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
-    }
-    request = urllib.request.Request(
-        f"{api_url.rstrip('/')}/api/v1/namespaces/{CONNECTIONS_NAMESPACE}/secrets", method="POST",
-        data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Authorization": "Bearer admin"})
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    })
 
 
-def operator_env(redis_url: str, database_url: str, gmail_endpoint: str, metrics_port: int) -> list[dict]:
-    plain = {
-        contract.OPERATOR_ENV_REDIS_URL: redis_url,
-        contract.OPERATOR_ENV_WORKER_DATABASE_URL: database_url,
-        contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT: gmail_endpoint,
-        contract.OPERATOR_ENV_WORKER_IMAGE: f"{contract.WORKER_IMAGE}:{contract.IMAGE_TAG}",
-        contract.OPERATOR_ENV_MAX_WORKERS: "4",
-        contract.OPERATOR_ENV_METRICS_PORT: str(metrics_port),
-    }
-    env = [{"name": name, "value": value} for name, value in plain.items()]
-    for name, path in ((contract.OPERATOR_ENV_POD_NAME, "metadata.name"), (contract.OPERATOR_ENV_POD_NAMESPACE, "metadata.namespace")):
-        env.append({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
-    return env
+def chart_values(metrics_port: int) -> list[str]:
+    """Sandbox-only differences from the chart's defaults: one replica, and a free metrics port,
+    because every pod on the sandbox node shares the machine's network."""
+    return ["--set", "operator.replicas=1", "--set", f"metrics.port={metrics_port}"]
 
 
-def render_operator_manifest(env: list[dict]) -> str:
-    template = resources.files("receiptsync_sandbox").joinpath("manifests/operator.yaml").read_text()
-    # JSON is YAML: values are injected as quoted scalars / flow sequences, never spliced as text.
-    return string.Template(template).substitute(
-        NAMESPACE=NAMESPACE,
-        OPERATOR_IMAGE=json.dumps(f"{contract.OPERATOR_IMAGE}:{contract.IMAGE_TAG}"),
-        OPERATOR_ENV=json.dumps(env),
-    )
-
-
-def kubectl(kubectl_path: str, kubeconfig: Path, *args: str, input: str | None = None, timeout: float = 60) -> str:
-    result = subprocess.run([kubectl_path, "--kubeconfig", str(kubeconfig), *args], input=input, text=True,
-                            capture_output=True, timeout=timeout)
+def install_chart(kubectl: Kubectl, helm: str, redis_url: str, database_url: str, gmail_endpoint: str,
+                  timeout: float = 120.0) -> None:
+    prepare_namespace(kubectl, NAMESPACE, business_ids=None)
+    create_connections_secret(kubectl, NAMESPACE, redis_url, database_url, gmail_endpoint)
+    argv = [helm, "--kubeconfig", str(kubectl.kubeconfig), "upgrade", "--install", RELEASE, str(CHART),
+            "--namespace", NAMESPACE, "--wait", f"--timeout={int(timeout)}s", *chart_values(free_port())]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30)
     if result.returncode != 0:
-        raise InstallError(f"kubectl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout
+        raise InstallError(f"helm install failed: {result.stderr.strip() or result.stdout.strip()}")
+    wait_stable(kubectl)
 
 
-def install_crd(kubectl_path: str, kubeconfig: Path) -> bool:
-    if not CRD_FILE.exists():
-        return False
-    kubectl(kubectl_path, kubeconfig, "apply", "-f", str(CRD_FILE))
-    kubectl(kubectl_path, kubeconfig, "wait", "--for=condition=established", f"crd/{CRD_NAME}", "--timeout=20s")
-    return True
-
-
-def install_operator(kubectl_path: str, kubeconfig: Path, manifest: str, timeout: float = 40.0) -> None:
-    kubectl(kubectl_path, kubeconfig, "apply", "-f", "-", input=manifest)
-    kubectl(kubectl_path, kubeconfig, "-n", NAMESPACE, "rollout", "status", f"deployment/{DEPLOYMENT}",
-            f"--timeout={int(timeout)}s", timeout=timeout + 10)
-    wait_stable(kubectl_path, kubeconfig)
-
-
-def wait_stable(kubectl_path: str, kubeconfig: Path, settle: float = 3.0) -> None:
+def wait_stable(kubectl: Kubectl, settle: float = 3.0) -> None:
     """A pod counts as ready as soon as its process runs; make sure it doesn't die at once."""
     time.sleep(settle)
-    listing = json.loads(kubectl(kubectl_path, kubeconfig, "-n", NAMESPACE, "get", "pods", "-o", "json",
-                                 "-l", "app.kubernetes.io/name=receiptsync-operator"))
+    listing = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-o", "json",
+                                 "-l", "app.kubernetes.io/name=receipt-sync"))
     for pod in listing.get("items") or []:
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
             if container.get("restartCount") or "running" not in (container.get("state") or {}):

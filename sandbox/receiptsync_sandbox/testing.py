@@ -145,9 +145,60 @@ class Sandbox:
 
         return config.new_client_from_config(config_file=self.kubeconfig)
 
+    # --- the real API server's audit log (one JSON record per request) ---------------------------------
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    def audit(self, user: str | None = None, since_line: int = 0) -> list[dict]:
+        """Audit records (stage ResponseComplete) from line ``since_line`` on, optionally of one user."""
+        records = []
+        with open(self.audit_log, "rb") as log:
+            for number, raw in enumerate(log):
+                if number < since_line or not raw.strip():
+                    continue
+                record = json.loads(raw)
+                if record.get("stage") != "ResponseComplete":
+                    continue
+                if user is None or (record.get("user") or {}).get("username") == user:
+                    records.append(record)
+        return records
+
+    def audit_mark(self) -> int:
+        """The audit log's current length in lines: pass it to :meth:`audit` as ``since_line``."""
+        with open(self.audit_log, "rb") as log:
+            return sum(1 for _ in log)
+
+    # --- tenants and the operator's identity, as a cluster admin and the chart make them ---------------
+    def prepare_namespace(self, namespace: str, business_ids: str | None = "*") -> None:
+        """A namespace for workers: Pod Security `restricted` enforced, and the business ids it admits."""
+        from .operator_install import Kubectl, prepare_namespace
+
+        prepare_namespace(Kubectl(str(BIN / "kubectl"), Path(self.kubeconfig)), namespace, business_ids)
+
+    def install_operator_identity(self, namespace: str, *, scope: str = "namespace", extra: tuple[str, ...] = ()) -> str:
+        """The chart's ServiceAccount and RBAC for an operator watching ``namespace`` (helm, with no
+        operator pod: the test runs the operator itself). Returns the ServiceAccount's user name."""
+        from .operator_install import CHART
+
+        release = f"rs-{namespace}"[:40]
+        self.helm("upgrade", "--install", release, str(CHART), "-n", namespace, "--set", "operator.replicas=0",
+                  "--set", f"rbac.scope={scope}", "--set", f"watchNamespace={namespace}",
+                  "--set", "metrics.service.enabled=false", "--set", "podDisruptionBudget.enabled=false", *extra)
+        return f"system:serviceaccount:{namespace}:{release}-receipt-sync"
+
+    def service_account_kubeconfig(self, user: str, path: Path) -> Path:
+        """A kubeconfig holding a fresh token (TokenRequest) of ServiceAccount ``user``."""
+        from .kubeconfig import for_token, write_kubeconfig
+
+        _, _, namespace, account = user.split(":")
+        token = self.kubectl("-n", namespace, "create", "token", account, "--duration=24h").stdout.strip()
+        return write_kubeconfig(path, for_token(self.kubeconfig, token, user=user, namespace=namespace))
+
 
 def container_pids(pod: dict) -> list[int]:
-    """PIDs of a pod's containers, from the node agent's `sandbox://<pid>` container IDs."""
+    """PIDs of a pod's containers, from the node agent's `sandbox://<pid>` container IDs (the node
+    agent's documented way to reach a container's process on this machine)."""
     pids = []
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         container_id = status.get("containerID") or ""
@@ -240,8 +291,7 @@ def operator_env(sandbox: Sandbox, *, namespace: str, redis_url: str, identity: 
 class OperatorProcess:
     """`receiptsync-operator` as a subprocess; stdout and stderr go to ``log_path`` (JSON lines).
 
-    ``user`` is the bearer token of its kubeconfig (the sandbox audit's user name for its calls), or
-    None when it uses the sandbox's own kubeconfig."""
+    ``user`` is the ServiceAccount it runs as (the audit log's user name for its calls)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, user: str | None = None, *,
                  lead_timeout: float = 30, stop_timeout: float = 15) -> None:
@@ -255,20 +305,15 @@ class OperatorProcess:
 
     @classmethod
     def prepare(cls, sandbox: Sandbox, log_path: Path, *, namespace: str, redis_url: str, identity: str,
-                lease_name: str, token: str | None = None, lead_timeout: float = 30, stop_timeout: float = 15,
+                lease_name: str, service_account: str, lead_timeout: float = 30, stop_timeout: float = 15,
                 **overrides: str | None) -> "OperatorProcess":
-        """One to :meth:`start`, with :func:`operator_env`. With ``token``, it gets a kubeconfig of its own
-        next to its log (``<log>.kubeconfig``) whose bearer token is ``token``, e.g. a service account's
-        ``system:serviceaccount:<ns>:<sa>``, so the sandbox audit tells its API calls apart."""
-        from .kubeconfig import kubeconfig, write_kubeconfig
-
-        config_path = None
-        if token is not None:
-            config_path = write_kubeconfig(log_path.with_suffix(".kubeconfig"),
-                                           kubeconfig(sandbox.env["RECEIPTSYNC_SANDBOX_API"], token, user=token))
+        """One to :meth:`start`, with :func:`operator_env`, running as ``service_account``
+        (``system:serviceaccount:<ns>:<sa>``, e.g. from :meth:`Sandbox.install_operator_identity`)
+        through a kubeconfig of its own next to its log: never the admin's credentials."""
+        config_path = sandbox.service_account_kubeconfig(service_account, log_path.with_suffix(".kubeconfig"))
         env = operator_env(sandbox, namespace=namespace, redis_url=redis_url, identity=identity,
                            lease_name=lease_name, kubeconfig=config_path, **overrides)
-        return cls(env, log_path, token, lead_timeout=lead_timeout, stop_timeout=stop_timeout)
+        return cls(env, log_path, service_account, lead_timeout=lead_timeout, stop_timeout=stop_timeout)
 
     @classmethod
     def launch(cls, sandbox: Sandbox, log_path: Path, **kw: Any) -> "OperatorProcess":

@@ -1,14 +1,17 @@
 """`receiptsync-sandbox up`: start every part of the sandbox in the background and wait until ready.
 
-Parts: the API server, the Gmail emulator, redis-server, PostgreSQL, and the controllers + node
-agent process; Secret default/receiptsync-connections (what the chart's defaults read); then (unless
---no-operator) the CRD and the operator Deployment. Each background
-process gets its own session and a log under DIR/logs/, and is recorded in DIR/sandbox.json.
+Parts: the upstream control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler;
+built once per machine, see controlplane/build.py), the node agent (our kubelet), the Gmail
+emulator, redis-server, PostgreSQL; the `default` namespace annotated and labelled for tenancy and
+Pod Security; Secret receiptsync-connections (what the chart's defaults read); then (unless
+--no-operator) the chart, installed with helm as a user would. Each background process gets its own
+session and a log under DIR/logs/, and is recorded in DIR/sandbox.json.
 """
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -16,10 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import down, operator_install, services, statefile
-from .kubeconfig import kubeconfig, write_kubeconfig
+from .controlplane import build, cluster
 from .procs import MARKER, identify
 
-READY_TIMEOUT = 40.0
+READY_TIMEOUT = 60.0
 SAMPLE_ADDRESS = "demo@example.com"
 DATABASE_NAME = "receiptsync"
 
@@ -152,7 +155,17 @@ def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool, say
                              f"stop it first: receiptsync-sandbox down --state-dir {state_dir}")
     if existing:
         down.bring_down(state_dir, say=lambda _: None)  # what a crashed sandbox left behind
+    for leftover in ("etcd", "pods", "audit.log"):  # a re-used dir starts a fresh cluster
+        path = state_dir / leftover
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        binary = build.ensure_built(say)
+    except build.BuildError as exc:
+        raise UpError(str(exc)) from exc
     state = statefile.SandboxState(state_dir)
     state.save()
     env = child_env(state_dir)
@@ -161,21 +174,29 @@ def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool, say
     if not mailbox.is_dir():
         raise UpError(f"mailbox dir {mailbox} does not exist")
 
-    apiserver = spawn("apiserver", [python, "-m", "receiptsync_sandbox.apiserver", "--port", "0", "--state-dir", str(state_dir)], state_dir, env)
-    record(state, "apiserver", apiserver)
-    gmail = spawn("gmail", [python, "-m", "receiptsync_sandbox.gmail", "--port", "0", "--mailbox-dir", str(mailbox),
-                            "--state-dir", str(state_dir / "gmail")], state_dir, env)
-    record(state, "gmail", gmail)
+    def launch(name: str, argv: list[str]) -> subprocess.Popen:
+        process = spawn(name, argv, state_dir, env)
+        record(state, name, process)
+        return process
+
+    plane = cluster.prepare(state_dir)
+    gmail = launch("gmail", [python, "-m", "receiptsync_sandbox.gmail", "--port", "0", "--mailbox-dir", str(mailbox),
+                             "--state-dir", str(state_dir / "gmail")])
     redis_url, database_url = start_databases(state, env)
-    api_url = wait_ready("apiserver", apiserver, state_dir)
+    try:
+        cluster.start(plane, binary, launch, timeout=READY_TIMEOUT)
+    except cluster.ControlPlaneError as exc:
+        raise UpError(f"{exc}; its log is under {state_dir / 'logs'}") from exc
+    agent = launch("nodeagent", [python, "-m", "receiptsync_sandbox.nodeagent", "--kubeconfig", str(plane.node_kubeconfig),
+                                 "--state-dir", str(state_dir), "--pki", str(plane.pki.directory),
+                                 "--port", str(services.free_port()), "--node-name", cluster.NODE_NAME])
     gmail_url = wait_ready("gmail", gmail, state_dir).rstrip("/")
+    wait_ready("nodeagent", agent, state_dir)
 
-    controllers = spawn("controllers", [python, "-m", "receiptsync_sandbox.daemon", "--server", api_url, "--state-dir", str(state_dir)], state_dir, env)
-    record(state, "controllers", controllers)
-    wait_ready("controllers", controllers, state_dir)
-
-    kubeconfig_path = write_kubeconfig(state_dir / "kubeconfig", kubeconfig(api_url, "admin"))
-    state.urls = {"api": api_url, "gmail": gmail_url, "redis": redis_url, "database": database_url}
+    kubeconfig_path = state_dir / "kubeconfig"
+    shutil.copyfile(plane.admin_kubeconfig, kubeconfig_path)
+    kubeconfig_path.chmod(0o600)
+    state.urls = {"api": plane.server, "gmail": gmail_url, "redis": redis_url, "database": database_url}
     state.save()
     write_env_file(state_dir, {
         "KUBECONFIG": str(kubeconfig_path),
@@ -184,24 +205,22 @@ def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool, say
         "GMAIL_API_ENDPOINT": f"{gmail_url}/",
         "GMAIL_TOKEN_URI": f"{gmail_url}/token",
         "RECEIPTSYNC_SANDBOX_DIR": str(state_dir),
-        "RECEIPTSYNC_SANDBOX_API": api_url,
+        "RECEIPTSYNC_SANDBOX_API": plane.server,
         "PATH": env_path_value(),
     })
-    operator_install.create_connections_secret(api_url, redis_url, database_url, f"{gmail_url}/")
+    kubectl = operator_install.Kubectl(str(bin_dir() / "kubectl"), kubeconfig_path)
+    operator_install.prepare_namespace(kubectl, operator_install.CONNECTIONS_NAMESPACE)
+    operator_install.create_connections_secret(kubectl, operator_install.CONNECTIONS_NAMESPACE, redis_url,
+                                               database_url, f"{gmail_url}/")
     if with_operator:
-        install(state, kubeconfig_path, redis_url, database_url, f"{gmail_url}/", say)
+        install(state, kubectl, redis_url, database_url, f"{gmail_url}/", say)
     return state
 
 
-def install(state: statefile.SandboxState, kubeconfig_path: Path, redis_url: str, database_url: str, gmail_endpoint: str,
-            say: Say) -> None:
-    kubectl = str(bin_dir() / "kubectl")
-    if not operator_install.install_crd(kubectl, kubeconfig_path):
-        say(f"{operator_install.CRD_FILE} not found: skipping the CRD and the operator")
-        return
-    env = operator_install.operator_env(redis_url, database_url, gmail_endpoint, services.free_port())
+def install(state: statefile.SandboxState, kubectl: "operator_install.Kubectl", redis_url: str, database_url: str,
+            gmail_endpoint: str, say: Say) -> None:
     try:
-        operator_install.install_operator(kubectl, kubeconfig_path, operator_install.render_operator_manifest(env))
+        operator_install.install_chart(kubectl, str(bin_dir() / "helm"), redis_url, database_url, gmail_endpoint)
     except operator_install.InstallError as exc:
         logs = state.state_dir / "logs" / operator_install.NAMESPACE
         raise UpError(f"{exc}\n(pod logs under {logs})") from exc

@@ -158,12 +158,18 @@ def test_running_status_is_ready_with_pod_ip_and_keeps_transition_times():
     assert next(c for c in again["conditions"] if c["type"] == "Ready")["lastTransitionTime"] == "T1"
 
 
-def test_foreign_images_are_unschedulable_with_a_clear_message():
-    status = podstatus.unschedulable_status("nginx:1.27", "T0")
-    assert status["phase"] == "Pending"
-    [scheduled] = status["conditions"]
-    assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
-    assert "image nginx:1.27 is not a ReceiptSync image" in scheduled["message"]
+def test_foreign_images_fail_to_pull_then_back_off_like_the_kubelets():
+    reasons = [podstatus.pull_failure("nginx:1.27", attempt)[0] for attempt in range(1, 5)]
+    assert reasons == ["ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"]
+    assert 'Back-off pulling image "nginx:1.27"' == podstatus.pull_failure("nginx:1.27", 2)[1]
+    assert [podstatus.pull_delay(n) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
+
+
+def test_the_kubelet_leaves_pod_scheduled_to_the_scheduler():
+    running = podstatus.ContainerState("c", "receiptsync-worker:0.1.0", state="running", started_at="T1", pid=42)
+    status = podstatus.pod_status("Running", [running], "T0", "T1")
+    assert "PodScheduled" not in {c["type"] for c in status["conditions"]}
+    assert "qosClass" not in status  # set by the API server at creation, never by the kubelet
 
 
 def test_restart_policy_and_backoff():
@@ -218,3 +224,44 @@ def test_init_containers_gate_the_pod():
     assert podstatus.pod_phase("OnFailure", [main], [failed]) == "Pending"
     done = podstatus.ContainerState("init", "img", state="terminated", exit_code=0)
     assert podstatus.pod_phase("Always", [podstatus.ContainerState("main", "img", state="running")], [done]) == "Running"
+
+
+def test_volumes_mount_at_their_paths_unless_they_would_hide_the_code(tmp_path):
+    from pathlib import Path
+
+    from receiptsync_sandbox.nodeagent import mounts
+
+    keep = [Path("/tmp/checkout/.venv"), Path("/tmp/checkout")]
+    container = {"volumeMounts": [
+        {"name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "unknown", "mountPath": "/data"},
+    ]}
+    binds, env = mounts.container_mounts(container, {"token": tmp_path / "t", "tmp": tmp_path / "tmp"}, keep)
+    assert binds == [mounts.Mount(tmp_path / "t", "/var/run/secrets/kubernetes.io/serviceaccount", True)]
+    assert env == {"TMPDIR": str(tmp_path / "tmp")}  # /tmp holds the checkout here: TMPDIR instead
+    assert mounts.hides("/", keep) and mounts.hides("relative", keep) and not mounts.hides("/etc/app", keep)
+    argv = mounts.wrap(["/usr/bin/python3", "-V"], binds)
+    assert argv[:4] == ["unshare", "--mount", "--propagation", "private"] and argv[-3:] == ["--", "/usr/bin/python3", "-V"]
+    assert mounts.wrap(["x"], []) == ["x"]
+
+
+@pytest.mark.parametrize("text, expected", [("100Mi", 100 * 2**20), ("1Gi", 2**30), ("500M", 500 * 10**6),
+                                            ("1e9", 10**9), (None, None), ("64", 64)])
+def test_memory_quantities(text, expected):
+    from receiptsync_sandbox.nodeagent.mounts import parse_quantity
+
+    assert parse_quantity(text) == expected
+
+
+def test_projected_service_account_volume(tmp_path):
+    pod = {"metadata": {"namespace": "ns1", "name": "p"}, "spec": {"volumes": [{"name": "kube-api-access", "projected": {
+        "sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}]}}
+    assert envlib.referenced_sources(pod) == (set(), {"kube-root-ca.crt"})
+    sources = envlib.Sources(configmaps={"kube-root-ca.crt": {"ca.crt": "PEM"}}, service_account_token="jwt")
+    [volume] = volumes.materialize(pod, sources, tmp_path)
+    assert {p.name: p.read_text() for p in volume.path.iterdir()} == {"token": "jwt", "ca.crt": "PEM", "namespace": "ns1"}
+    with pytest.raises(envlib.ContainerConfigError):
+        volumes.materialize(pod, envlib.Sources(configmaps={"kube-root-ca.crt": {"ca.crt": "PEM"}}), tmp_path / "x")

@@ -24,6 +24,7 @@ class Sources:
 
     secrets: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
     configmaps: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
+    service_account_token: str | None = None  # from a TokenRequest bound to the pod
 
 
 def referenced_sources(pod: dict) -> tuple[set[str], set[str]]:
@@ -47,6 +48,11 @@ def referenced_sources(pod: dict) -> tuple[set[str], set[str]]:
             secrets.add(volume["secret"].get("secretName", ""))
         if "configMap" in volume:
             configmaps.add(volume["configMap"].get("name", ""))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "secret" in source:
+                secrets.add(source["secret"].get("name", ""))
+            if "configMap" in source:
+                configmaps.add(source["configMap"].get("name", ""))
     return secrets, configmaps
 
 
@@ -125,7 +131,7 @@ def field_value(pod: dict, path: str) -> str:
         "metadata.namespace": meta.get("namespace", ""),
         "metadata.uid": meta.get("uid", ""),
         "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
-        "spec.nodeName": NODE_NAME,
+        "spec.nodeName": spec.get("nodeName") or NODE_NAME,
         "status.podIP": POD_IP,
         "status.podIPs": POD_IP,
         "status.hostIP": POD_IP,

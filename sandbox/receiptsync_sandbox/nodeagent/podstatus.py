@@ -6,7 +6,7 @@ import datetime as dt
 
 from .env import POD_IP
 
-SANDBOX_IMAGES_HINT = "the sandbox only runs the project's own images (receiptsync-operator, receiptsync-worker)"
+SANDBOX_IMAGES_HINT = "the sandbox node only runs the project's own images (receiptsync-operator, receiptsync-worker)"
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -135,15 +135,15 @@ def pod_status(phase: str, containers: list[ContainerState], start_time: str, no
     unready = [c.name for c in containers if c.state != "running"]
     not_ready_message = f"containers with unready status: [{' '.join(unready)}]" if unready else ""
     incomplete = [c.name for c in init_containers if not (c.state == "terminated" and c.exit_code == 0)]
+    # PodScheduled belongs to the scheduler; a strategic-merge patch keeps it (conditions merge by type).
     conditions = [
-        _condition("PodScheduled", True),
         _condition("Initialized", not incomplete, "ContainersNotInitialized" if incomplete else "",
                    f"containers with incomplete status: [{' '.join(incomplete)}]" if incomplete else ""),
         _condition("ContainersReady", ready, "" if ready else "ContainersNotReady", not_ready_message),
         _condition("Ready", ready, "" if ready else "ContainersNotReady", not_ready_message),
     ]
     if phase in ("Succeeded", "Failed"):
-        for condition in conditions[2:]:
+        for condition in conditions[1:]:
             condition["reason"] = "PodCompleted"
             condition["message"] = ""
     status = {
@@ -154,7 +154,6 @@ def pod_status(phase: str, containers: list[ContainerState], start_time: str, no
         "podIP": POD_IP,
         "podIPs": [{"ip": POD_IP}],
         "startTime": start_time,
-        "qosClass": "BestEffort",
         "containerStatuses": [_initializing(c.to_status()) if incomplete else c.to_status() for c in containers],
     }
     if init_containers:
@@ -169,11 +168,17 @@ def _initializing(status: dict) -> dict:
     return status
 
 
-def unschedulable_status(image: str, now: str, previous_conditions: list[dict] | None = None) -> dict:
-    message = f"0/1 nodes are available: image {image} is not a ReceiptSync image; {SANDBOX_IMAGES_HINT}."
-    conditions = [_condition("PodScheduled", False, "Unschedulable", message)]
-    return {"phase": "Pending", "conditions": keep_transition_times(conditions, previous_conditions or [], now),
-            "qosClass": "BestEffort"}
+def pull_failure(image: str, attempts: int) -> tuple[str, str]:
+    """The kubelet's words for an image it cannot pull: ErrImagePull on a failed try, then
+    ImagePullBackOff while it waits to try again."""
+    if attempts % 2:
+        return "ErrImagePull", f'failed to pull and unpack image "{image}": {SANDBOX_IMAGES_HINT}'
+    return "ImagePullBackOff", f'Back-off pulling image "{image}"'
+
+
+def pull_delay(attempts: int, base: float = 10.0, cap: float = 300.0) -> float:
+    """Image pull back-off, as the kubelet's: 10 s doubling to 5 min."""
+    return min(cap, base * 2 ** max(0, attempts - 1))
 
 
 def _condition(kind: str, status: bool, reason: str = "", message: str = "") -> dict:

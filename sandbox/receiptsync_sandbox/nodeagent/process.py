@@ -59,6 +59,16 @@ class ContainerProcess:
         kill_group(self.pid, signal.SIGKILL)  # leftovers die with PID 1, as in a container
         return returncode
 
+    async def enforce_memory_limit(self, limit_bytes: int, interval: float = 0.25) -> bool:
+        """Play the memory cgroup: SIGKILL the container when its processes' RSS passes the limit.
+        Returns True once it did (the kubelet then reports OOMKilled, exit code 137)."""
+        while self.returncode is None:
+            if group_rss_bytes(self.pid) > limit_bytes:
+                kill_group(self.pid, signal.SIGKILL)
+                return True
+            await asyncio.sleep(interval)
+        return False
+
     async def stop(self, grace_seconds: float) -> int:
         """SIGTERM the group, then SIGKILL it after the grace period."""
         kill_group(self.pid, signal.SIGTERM)
@@ -67,6 +77,23 @@ class ContainerProcess:
         except asyncio.TimeoutError:
             kill_group(self.pid, signal.SIGKILL)
             return await self.wait()
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in the group (what a memory cgroup would charge)."""
+    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+                with open(f"/proc/{entry.name}/statm", "rb") as statm:
+                    total += int(statm.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def kill_group(pgid: int, sig: int) -> None:

@@ -1,5 +1,6 @@
-"""Runs one Pod: prepares its environment, runs each container as a process, restarts per
-restartPolicy, keeps the Pod's status current, and stops it when asked."""
+"""Runs one Pod bound to our node: prepares its environment and volumes, runs each container as a
+process in its own mount namespace, restarts per restartPolicy, keeps the Pod's status current as
+a kubelet reports it, and stops it when asked."""
 from __future__ import annotations
 
 import asyncio
@@ -13,23 +14,25 @@ import time
 from pathlib import Path
 
 from .. import events
-from ..kubeclient import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, ApiError, KubeClient
-from ..kubeconfig import kubeconfig, service_account_token, write_kubeconfig
+from ..kubeclient import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, STRATEGIC_MERGE_PATCH, ApiError, KubeClient
+from ..nodeagent.images import REPO_ROOT
 from . import env as envlib
-from . import images, podstatus, volumes
-from .process import ContainerProcess, StartError
+from . import images, mounts, podstatus, volumes
+from .process import ContainerProcess, StartError, resolve_executable
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "kubelet"
-SCHEDULER = "default-scheduler"  # the sandbox has none; refusing a foreign image is its decision
+TERMINATION_MESSAGE_LIMIT = 4096
+TOKEN_SECONDS = 3607  # what the ServiceAccount admission plugin asks for in kube-api-access volumes
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclasses.dataclass
 class AgentConfig:
     state_dir: Path
-    server: str  # API server URL written into pods' kubeconfigs
+    server: str  # the API server's URL: in-cluster clients find it in KUBERNETES_SERVICE_HOST/PORT
+    node_name: str = envlib.NODE_NAME
     max_grace_seconds: float = 10.0  # the sandbox caps terminationGracePeriodSeconds
     config_retry_seconds: float = 2.0
     restart_base_seconds: float = 1.0
@@ -41,12 +44,27 @@ class AgentConfig:
     def log_path(self, namespace: str, name: str, container: str) -> Path:
         return self.state_dir / "logs" / namespace / name / f"{container}.log"
 
+    def service_env(self) -> dict[str, str]:
+        """What the kubelet tells every container about the `kubernetes` Service."""
+        host, port = self.server.split("://", 1)[-1].rsplit(":", 1)
+        return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
+                "KUBERNETES_SERVICE_PORT_HTTPS": port, "KUBERNETES_PORT": f"tcp://{host}:{port}",
+                "KUBERNETES_PORT_443_TCP": f"tcp://{host}:{port}", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+                "KUBERNETES_PORT_443_TCP_ADDR": host, "KUBERNETES_PORT_443_TCP_PORT": port}
+
+    def kept_paths(self) -> list[Path]:
+        """What a container process itself needs to see: no volume may be mounted over these."""
+        return [Path(sys.prefix).resolve(), Path(self.bin_dir).resolve(), REPO_ROOT, self.state_dir.resolve()]
+
 
 @dataclasses.dataclass
 class Launch:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    termination_file: Path | None = None
+    memory_limit: int | None = None
+    start_error: str = ""  # known before starting (e.g. no such executable): the runtime's StartError
 
 
 def now_text() -> str:
@@ -111,16 +129,15 @@ class PodRunner:
 
     async def _finish(self) -> None:
         if self._stop.is_set():
-            shutil.rmtree(self.pod_dir, ignore_errors=True)  # home, kubeconfig, secret volumes
+            shutil.rmtree(self.pod_dir, ignore_errors=True)  # home, token, secret volumes
         if self._delete_object:
             await delete_pod_object(self.client, self.pod)
 
     async def _run(self) -> None:
-        foreign = [c.image for c in self.init_containers + self.containers if images.project_image(c.image) is None]
-        if foreign or not self.containers:
-            await self._refuse(foreign[0] if foreign else "<none>")
+        foreign = [c for c in self.init_containers + self.containers if images.project_image(c.image) is None]
+        if foreign:
+            await self._image_pull_backoff(foreign)
             return
-        await self._bind()
         launches = await self._prepare()
         if launches is None:
             return
@@ -136,24 +153,23 @@ class PodRunner:
                                for state, launch in zip(self.containers, main_launches)))
         await self._publish()
 
-    async def _bind(self) -> None:
-        """Do the scheduler's part for a bare pod: bind it to the sandbox's node, so its deletion
-        is graceful (the API server waits for the kubelet) instead of immediate."""
-        if self.spec.get("nodeName"):
-            return
-        binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": self.name, "namespace": self.namespace},
-                   "target": {"apiVersion": "v1", "kind": "Node", "name": envlib.NODE_NAME}}
-        try:
-            await self.client.request("POST", PODS.path(self.namespace, self.name, "binding"), body=binding)
-        except ApiError as exc:  # an API server without pods/binding: deletion is immediate, still handled
-            log.debug("pod %s/%s: binding not possible: %s", self.namespace, self.name, exc)
-
-    async def _refuse(self, image: str) -> None:
-        status = podstatus.unschedulable_status(image, now_text(), (self.pod.get("status") or {}).get("conditions"))
-        await self._patch_status(status)
-        message = f"image {image} is not a ReceiptSync image; {podstatus.SANDBOX_IMAGES_HINT}"
-        await events.record(self.client, self.pod, "Warning", "FailedScheduling", message, SCHEDULER)
-        await self._stop.wait()
+    async def _image_pull_backoff(self, foreign: list[podstatus.ContainerState]) -> None:
+        """No runtime here can pull another image: report it as a kubelet reports a failed pull,
+        trying again with the kubelet's back-off until the pod is deleted."""
+        attempts = 0
+        while not self._stop.is_set():
+            attempts += 1
+            for state in foreign:
+                state.reason, state.message = podstatus.pull_failure(state.image, attempts)
+            await self._publish()
+            reason, message = podstatus.pull_failure(foreign[0].image, attempts)
+            if attempts % 2:
+                await events.record(self.client, self.pod, "Warning", "Failed", f"Failed to pull image "
+                                    f'"{foreign[0].image}": {message}', COMPONENT)
+                await self._sleep_or_stop(1.0)  # ErrImagePull shows briefly, then the back-off
+                continue
+            await events.record(self.client, self.pod, "Normal", "BackOff", message, COMPONENT)
+            await self._sleep_or_stop(podstatus.pull_delay(attempts // 2))
 
     # --- preparation -----------------------------------------------------------------------------
 
@@ -181,29 +197,40 @@ class PodRunner:
         sources = await self._fetch_sources()
         home = self.pod_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o777)  # the container's user may be anyone (runAsNonRoot)
         mounted = volumes.materialize(self.pod, sources, self.pod_dir / "volumes")
+        volume_dirs = {volume.name: volume.path for volume in mounted}
         base = {"PATH": f"{self.config.bin_dir}:{SYSTEM_PATH}", "HOME": str(home), "HOSTNAME": self.name,
-                "LANG": "C.UTF-8"}
-        kubeconfig_path = await self._service_account_kubeconfig()
-        if kubeconfig_path:
-            base["KUBECONFIG"] = str(kubeconfig_path)
+                "LANG": "C.UTF-8", **self.config.service_env()}
         every = (self.spec.get("initContainers") or []) + self.spec["containers"]
-        launches = [self._launch(container, sources, base, home) for container in every]
-        for volume in mounted:
-            where = ", ".join(volume.mount_paths) or "no mount"
-            await events.record(self.client, self.pod, "Normal", "VolumeMaterialized",
-                                f"volume {volume.name} ({where}) is at {volume.path}: the sandbox cannot mount at absolute paths",
-                                COMPONENT)
-        return launches
+        return [self._launch(container, sources, base, home, volume_dirs) for container in every]
 
-    def _launch(self, container: dict, sources: envlib.Sources, base: dict[str, str], home: Path) -> Launch:
+    def _launch(self, container: dict, sources: envlib.Sources, base: dict[str, str], home: Path,
+                volume_dirs: dict[str, Path]) -> Launch:
         image = images.load_image_config(images.project_image(container["image"]))  # type: ignore[arg-type]
         image_env = {name: value for name, value in image.env if name != "PATH"}
         env = envlib.container_env(self.pod, container, sources, {**image_env, **base})
         argv = [envlib.expand(part, env) for part in images.container_argv(container, image)]
+        keep = self.config.kept_paths()
+        binds, stand_ins = mounts.container_mounts(container, volume_dirs, keep)
+        env.update(stand_ins)
+        termination_file = self.pod_dir / "termination" / container["name"]
+        termination_file.parent.mkdir(parents=True, exist_ok=True)
+        termination_file.write_bytes(b"")
+        termination_file.chmod(0o666)
+        termination = mounts.termination_mount(container, termination_file, keep)
+        if termination:
+            binds.append(termination)
+        start_error = ""
+        try:
+            if argv:
+                argv[0] = resolve_executable(argv[0], env.get("PATH", ""))
+        except StartError as exc:
+            start_error = str(exc)
         working_dir = container.get("workingDir")
         cwd = Path(working_dir) if working_dir and os.path.isdir(working_dir) else home
-        return Launch(argv, env, cwd)
+        limit = mounts.parse_quantity(((container.get("resources") or {}).get("limits") or {}).get("memory"))
+        return Launch(mounts.wrap(argv, binds), env, cwd, termination_file, limit, start_error)
 
     async def _fetch_sources(self) -> envlib.Sources:
         secret_names, configmap_names = envlib.referenced_sources(self.pod)
@@ -214,19 +241,22 @@ class PodRunner:
         for name in configmap_names:
             configmap = await self.client.get_or_none(CONFIGMAPS, self.namespace, name)
             sources.configmaps[name] = envlib.decode_configmap(configmap) if configmap else None
+        if self._wants_token():
+            sources.service_account_token = await self._request_token()
         return sources
 
-    async def _service_account_kubeconfig(self) -> Path | None:
-        account = self.spec.get("serviceAccountName") or self.spec.get("serviceAccount") or "default"
-        automount = self.spec.get("automountServiceAccountToken")
-        if automount is None:
-            service_account = await self.client.get_or_none(SERVICEACCOUNTS, self.namespace, account)
-            automount = (service_account or {}).get("automountServiceAccountToken", True)
-        if automount is False:
-            return None
-        token = service_account_token(self.namespace, account)
-        config = kubeconfig(self.config.server, token, user=token, namespace=self.namespace)
-        return write_kubeconfig(self.pod_dir / "kubeconfig", config)
+    def _wants_token(self) -> bool:
+        return any("serviceAccountToken" in source for volume in self.spec.get("volumes") or []
+                   for source in (volume.get("projected") or {}).get("sources") or [])
+
+    async def _request_token(self) -> str:
+        """A TokenRequest bound to this pod, as the kubelet makes for a projected token volume."""
+        account = self.spec.get("serviceAccountName") or "default"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": TOKEN_SECONDS,
+                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}}}
+        answer = await self.client.request("POST", SERVICEACCOUNTS.path(self.namespace, account, "token"), body=body)
+        return answer["status"]["token"]
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -236,8 +266,12 @@ class PodRunner:
         log_path.write_bytes(b"")  # a new pod of an old name starts with a fresh log
         while True:
             began = time.monotonic()
-            exit_code = await self._run_once(state, launch, log_path)
+            exit_code, reason = await self._run_once(state, launch, log_path)
             state.state, state.exit_code, state.finished_at = "terminated", exit_code, now_text()
+            if reason != "StartError":
+                state.reason = reason or podstatus.termination_reason(exit_code)
+                state.message = termination_message(launch.termination_file, log_path, exit_code,
+                                                    self._container_spec(state.name))
             if self._stop.is_set() or not podstatus.should_restart(restart_policy, exit_code):
                 await self._publish()
                 return
@@ -251,38 +285,50 @@ class PodRunner:
                 return
             state.restart_count += 1
 
-    async def _run_once(self, state: podstatus.ContainerState, launch: Launch, log_path: Path) -> int:
-        """Start and wait for one process; returns its container exit code."""
+    def _container_spec(self, name: str) -> dict:
+        every = (self.spec.get("initContainers") or []) + (self.spec.get("containers") or [])
+        return next((c for c in every if c.get("name") == name), {})
+
+    async def _run_once(self, state: podstatus.ContainerState, launch: Launch, log_path: Path) -> tuple[int, str]:
+        """Start and wait for one process; returns its container exit code and a reason that the
+        exit code alone does not tell (StartError, OOMKilled), else ""."""
         state.started_at = now_text()
+        if launch.termination_file:
+            launch.termination_file.write_bytes(b"")
         try:
+            if launch.start_error:
+                raise StartError(launch.start_error)
             process = await ContainerProcess.start(launch.argv, launch.env, launch.cwd, log_path)
         except StartError as exc:
             state.pid, state.reason, state.message = None, "StartError", str(exc)
             with open(log_path, "a") as log_file:
                 log_file.write(f"sandbox: {exc}\n")
             await events.record(self.client, self.pod, "Warning", "Failed", f"Error: {exc}", COMPONENT)
-            return 128
+            return 128, "StartError"
         pid_file = self.pod_dir / f"{state.name}.pid"
         pid_file.write_text(str(process.pid))
         state.state, state.pid, state.reason, state.message = "running", process.pid, "", ""
         await self._publish()
         await events.record(self.client, self.pod, "Normal", "Started", f"Started container {state.name}", COMPONENT)
-        returncode = await self._wait_or_stop(process)
+        returncode, oom = await self._wait_or_stop(process, launch.memory_limit)
         pid_file.unlink(missing_ok=True)
-        exit_code = podstatus.exit_code_of(returncode)
-        state.reason, state.message = podstatus.termination_reason(exit_code), ""
-        return exit_code
+        return podstatus.exit_code_of(returncode), "OOMKilled" if oom else ""
 
-    async def _wait_or_stop(self, process: ContainerProcess) -> int:
+    async def _wait_or_stop(self, process: ContainerProcess, memory_limit: int | None) -> tuple[int, bool]:
         exited = asyncio.create_task(process.wait())
         stopping = asyncio.create_task(self._stop.wait())
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        watching = asyncio.create_task(process.enforce_memory_limit(memory_limit)) if memory_limit else None
+        waiters = {exited, stopping} | ({watching} if watching else set())
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if exited.done():
-            return exited.result()
+        oom = bool(watching and watching.done() and not watching.cancelled() and watching.result())
+        if watching and not watching.done():
+            watching.cancel()
+        if exited.done() or oom:
+            return await exited, oom
         exited.cancel()
         log.info("stopping pod %s/%s container pid %s (grace %.0fs)", self.namespace, self.name, process.pid, self._grace)
-        return await process.stop(self._grace)
+        return await process.stop(self._grace), False
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """True when a stop was requested during the sleep."""
@@ -305,8 +351,28 @@ class PodRunner:
         if status == self._last_status:
             return
         try:
-            await self.client.patch_status(PODS, self.namespace, self.name, status)
+            # Strategic merge, as the kubelet: conditions merge by type, so PodScheduled stays.
+            await self.client.patch(PODS, self.namespace, self.name, {"status": status}, subresource="status",
+                                    content_type=STRATEGIC_MERGE_PATCH)
             self._last_status = status
         except ApiError as exc:
             if exc.status != 404:
                 log.warning("pod %s/%s: status update failed: %s", self.namespace, self.name, exc)
+
+
+def termination_message(path: Path | None, log_path: Path, exit_code: int, container: dict) -> str:
+    """What the container left at its terminationMessagePath (at most 4 KiB), or with
+    FallbackToLogsOnError and a failure, the end of its log."""
+    text = ""
+    if path is not None:
+        try:
+            text = path.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+    if not text and exit_code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        try:
+            tail = log_path.read_bytes()[-TERMINATION_MESSAGE_LIMIT:]
+            text = b"\n".join(tail.splitlines()[-80:]).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+    return text

@@ -1,15 +1,11 @@
-"""Secret, ConfigMap and emptyDir volumes, written to a per-pod folder.
-
-Limitation: a local process can't see them at the container's absolute mountPath. The files land
-under <state>/pods/<ns>/<pod>/volumes/<volume>/ and the agent records where in a pod Event.
-Project code reads its secrets from the environment, which the sandbox supports fully.
-"""
+"""Secret, ConfigMap, projected (ServiceAccount token, ConfigMap, downward API) and emptyDir volumes,
+written to a per-pod folder that `mounts` binds at the containers' mount paths."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from .env import ContainerConfigError, Sources
+from .env import ContainerConfigError, Sources, field_value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +15,13 @@ class MaterializedVolume:
     mount_paths: tuple[str, ...]
 
 
-def volume_files(volume: dict, sources: Sources) -> dict[str, str] | None:
-    """Relative path -> content for a secret/configMap volume; {} for emptyDir; None if unsupported."""
+def volume_files(volume: dict, sources: Sources, pod: dict | None = None) -> dict[str, str] | None:
+    """Relative path -> content for a secret/configMap/projected volume; {} for emptyDir; None if unsupported."""
+    if "projected" in volume:
+        files: dict[str, str] = {}
+        for source in volume["projected"].get("sources") or []:
+            files.update(_projected_source(source, sources, pod or {}))
+        return files
     if "secret" in volume:
         ref = volume["secret"]
         return _project(sources.secrets.get(ref.get("secretName", "")), ref, "secret", ref.get("secretName", ""))
@@ -30,6 +31,23 @@ def volume_files(volume: dict, sources: Sources) -> dict[str, str] | None:
     if "emptyDir" in volume:
         return {}
     return None
+
+
+def _projected_source(source: dict, sources: Sources, pod: dict) -> dict[str, str]:
+    if "serviceAccountToken" in source:
+        if sources.service_account_token is None:
+            raise ContainerConfigError("the ServiceAccount token could not be requested")
+        return {source["serviceAccountToken"].get("path", "token"): sources.service_account_token}
+    if "configMap" in source:
+        ref = source["configMap"]
+        return _project(sources.configmaps.get(ref.get("name", "")), ref, "configmap", ref.get("name", ""))
+    if "secret" in source:
+        ref = source["secret"]
+        return _project(sources.secrets.get(ref.get("name", "")), ref, "secret", ref.get("name", ""))
+    if "downwardAPI" in source:
+        return {item["path"]: field_value(pod, item["fieldRef"]["fieldPath"])
+                for item in source["downwardAPI"].get("items") or [] if "fieldRef" in item}
+    return {}
 
 
 def _project(data: dict[str, str] | None, ref: dict, kind: str, name: str) -> dict[str, str]:
@@ -58,7 +76,7 @@ def materialize(pod: dict, sources: Sources, volumes_dir: Path) -> list[Material
             mounts.setdefault(mount.get("name", ""), []).append(mount.get("mountPath", ""))
     result = []
     for volume in spec.get("volumes") or []:
-        files = volume_files(volume, sources)
+        files = volume_files(volume, sources, pod)
         if files is None:
             continue
         target = volumes_dir / volume["name"]
@@ -69,6 +87,6 @@ def materialize(pod: dict, sources: Sources, volumes_dir: Path) -> list[Material
                 raise ContainerConfigError(f"volume {volume['name']}: path {relative!r} escapes the volume")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
-            path.chmod(0o600)
+            path.chmod(0o644)  # a container's non-root user reads them, as with defaultMode 0644
         result.append(MaterializedVolume(volume["name"], target, tuple(mounts.get(volume["name"], []))))
     return result
