@@ -21,6 +21,11 @@ watched namespace in namespace scope. Every rule says why the operator needs it.
   - apiGroups: ["batch"]
     resources: ["jobs"]
     verbs: ["create", "delete", "get", "list", "watch"]
+  # Worker pods (label selector: only ours): Kubernetes' own words for trouble (Unschedulable,
+  # ErrImagePull, CreateContainerConfigError, OOMKilled) and a worker's termination message.
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["get", "list", "watch"]
   {{- if .Values.rbac.secretAccess }}
   # Check that spec.gmail.secretRef names an existing Secret holding the key (InvalidSpec otherwise).
   # get only, no list/watch; values are never logged and never leave the operator.
