@@ -50,38 +50,44 @@ def apply(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]
     return result
 
 
-def _schema_keys(schema: Mapping[str, Any], prefix: str) -> set[str] | None:
-    """Dotted paths a schema keeps below ``prefix`` ("runs[]." for list items); None: anything."""
+def _schema_keys(schema: Mapping[str, Any], prefix: str) -> set[str]:
+    """Dotted paths a schema keeps below ``prefix`` ("runs[]." for list items); a subtree that keeps
+    unknown fields is ``prefix + "*"``."""
     if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return None
+        return {prefix + "*"}
     if schema.get("type") == "array":
         return _schema_keys(schema.get("items") or {}, prefix[:-1] + "[].")
     keys: set[str] = set()
     for name, sub in (schema.get("properties") or {}).items():
         keys.add(prefix + name)
-        below = _schema_keys(sub, prefix + name + ".")
-        if below is None:
-            return None
-        keys |= below
+        keys |= _schema_keys(sub, prefix + name + ".")
     return keys
 
 
 def status_keys(crd: Mapping[str, Any], version: str) -> frozenset[str] | None:
-    """Every status path the CRD's schema keeps ("progress.messagesScanned", "runs[].runId"); None: any."""
+    """Every status path the CRD's schema keeps ("progress.messagesScanned", "runs[].runId",
+    "runs[].*" below a subtree that keeps anything); None: any."""
     for ver in (crd.get("spec") or {}).get("versions") or []:
         if ver.get("name") == version:
             schema = ((ver.get("schema") or {}).get("openAPIV3Schema") or {}).get("properties", {}).get("status")
-            if not schema:
+            if not schema or schema.get("x-kubernetes-preserve-unknown-fields"):
                 return None
-            keys = _schema_keys(schema, "")
-            return None if keys is None else frozenset(keys)
+            return frozenset(_schema_keys(schema, ""))
     return None
+
+
+def kept(path: str, keys: frozenset[str]) -> bool:
+    """Does the schema keep ``path`` (a :func:`patch_keys` path)?"""
+    if path in keys:
+        return True
+    parts = path.replace("[].", "[]. ").replace(".", ". ").split(" ")
+    return any("".join(parts[:i]) + "*" in keys for i in range(1, len(parts)))
 
 
 def status_fields(crd: Mapping[str, Any], version: str) -> frozenset[str] | None:
     """Top-level status fields the CRD's schema keeps (None: any)."""
     keys = status_keys(crd, version)
-    return None if keys is None else frozenset(k for k in keys if "." not in k and "[]" not in k)
+    return None if keys is None else frozenset(k for k in keys if "." not in k and "[]" not in k and k != "*")
 
 
 def patch_keys(patch: Mapping[str, Any], prefix: str = "") -> set[str]:
