@@ -8,6 +8,7 @@ import pytest
 
 from receiptsync_common import contract, daterange
 from receiptsync_common.jobspec import JobPayload
+from receiptsync_worker import cursor as cursors
 from receiptsync_worker import plan
 
 BASE = JobPayload(job_id="j", namespace="ns", name="n", uid="u" * 36, business_id="b", run_id=1, attempt=1,
@@ -61,11 +62,12 @@ def test_reversed_dates_are_invalid_spec():
         window(NOW, date_from="2024-03-02", date_to="2024-03-01", explicit_from=True, explicit_to=True)
 
 
-def test_history_start_only_for_incremental_same_mailbox():
+def test_history_start_only_for_plain_incremental_with_a_cursor():
     inc = dataclasses.replace(BASE, mode=contract.MODE_INCREMENTAL)
-    assert plan.history_start(inc, "a@x.example", 42, "A@x.example") == 42
-    assert plan.history_start(inc, "other@x.example", 42, "a@x.example") is None
-    assert plan.history_start(inc, "a@x.example", None, "a@x.example") is None
-    assert plan.history_start(BASE, "a@x.example", 42, "a@x.example") is None
+    cur = cursors.Cursor(42, NOW)
+    assert cursors.history_start(inc, cur) == 42
+    assert cursors.history_start(inc, None) is None
+    assert cursors.history_start(inc, cursors.Cursor(None, None, 50, NOW)) is None  # only a pending id
+    assert cursors.history_start(BASE, cur) is None
     explicit = dataclasses.replace(inc, date_from="2024-01-01", explicit_from=True)
-    assert plan.history_start(explicit, "a@x.example", 42, "a@x.example") is None
+    assert cursors.history_start(explicit, cur) is None

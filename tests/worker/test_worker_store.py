@@ -9,8 +9,9 @@ from decimal import Decimal
 
 import psycopg
 
+from receiptsync_worker import cursor as cursors
 from receiptsync_worker import migrations
-from receiptsync_worker.store import AttachmentRow, ReceiptRow, RunRecord, SavedBatch, Store
+from receiptsync_worker.store import AttachmentRow, ReceiptRow, RunEnd, RunRecord, SavedBatch, Store
 
 from worker_testkit import db_rows
 
@@ -63,14 +64,16 @@ def test_save_batch_is_idempotent_and_checkpoints(fresh_database):
                        receipts=[receipt("m1"), receipt("m2", None)], attachments=[attachment("m1")],
                        done_message_ids=["m1", "m2", "gone"])
     assert store.save_batch(batch) == 2
-    assert store.save_batch(batch) == 0  # the same batch again (a retried transaction, a re-run)
+    # The same batch again: a transaction retried after its COMMIT answer was lost (it had committed).
+    # Nothing is new, and the counters stay exact: three messages scanned, two receipts saved.
+    assert store.save_batch(batch) == 0
     assert db_rows(fresh_database, "SELECT gmail_message_id, amount, currency FROM receipts ORDER BY 1") == [
         ("m1", Decimal("10.00"), "USD"), ("m2", None, None)]
     assert db_rows(fresh_database, "SELECT count(*) FROM receipt_attachments") == [(1,)]
-    assert db_rows(fresh_database, "SELECT messages_scanned, saved_receipts FROM sync_runs") == [(6, 2)]
+    assert db_rows(fresh_database, "SELECT messages_scanned, saved_receipts FROM sync_runs") == [(3, 2)]
     # a second attempt of the same run resumes from the checkpoint and the earlier counters
-    done, scanned, saved = store.resume_point("ns/n/u/1", "job-2")
-    assert done == {"m1", "m2", "gone"} and (scanned, saved) == (6, 2)
+    resume = store.resume_point("ns/n/u/1", "ns/n/u/1", "job-2")
+    assert resume.done == {"m1", "m2", "gone"} and (resume.scanned, resume.saved, resume.done_by_run) == (3, 2, 3)
     # a different business is a different receipt
     other = SavedBatch(business_id="c", job_id="job-1", run_key="x", receipts=[receipt("m1")], attachments=[],
                        done_message_ids=["m1"])
@@ -78,27 +81,62 @@ def test_save_batch_is_idempotent_and_checkpoints(fresh_database):
     store.close()
 
 
-def test_business_state_moves_only_with_success(fresh_database):
+def test_cursor_moves_only_with_success_per_mailbox(fresh_database):
     store = Store(fresh_database)
     store.migrate()
     store.run_started(run("job-1"))
     store.save_batch(SavedBatch(business_id="b", job_id="job-1", run_key="ns/n/u/1", receipts=[receipt("m1")],
                                 attachments=[], done_message_ids=["m1"]))
-    store.run_finished(job_id="job-1", status="Failed", reason="GmailApiError", error="boom", used_history=False)
-    assert store.business_state("b") is None
+    store.run_finished(RunEnd(job_id="job-1", status="Failed", reason="GmailApiError", error="boom", used_history=False))
+    assert store.cursor("b", "a@x.example") is None
     store.run_started(run("job-2"))
-    store.run_finished(job_id="job-2", status="Finished", reason="Succeeded", error=None, used_history=False,
-                       success_state=("b", "a@x.example", 500, NOW), run_key="ns/n/u/1")
-    state = store.business_state("b")
-    assert (state.mailbox, state.history_id, state.last_success_at) == ("a@x.example", 500, NOW)
+    move = (lambda hid, at: (lambda stored: cursors.advance(stored, hid, at, dt.timedelta(0))))
+    store.run_finished(RunEnd(job_id="job-2", status="Finished", reason="Succeeded", error=None, used_history=False,
+                              message="Scanned 1 message.", window_done="ns/n/u/1", cursor_key=("b", "A@x.example"),
+                              advance=move(500, NOW)))
+    assert store.cursor("b", "a@x.example") == cursors.Cursor(500, NOW)
+    assert store.cursor("b", "other@x.example") is None  # another mailbox of the business: its own cursor
     assert db_rows(fresh_database, "SELECT count(*) FROM sync_checkpoints") == [(0,)]
-    # an older history id never moves the state backwards
+    assert db_rows(fresh_database, "SELECT outcome_message FROM sync_runs WHERE job_id = 'job-2'") == [("Scanned 1 message.",)]
+    # an older history id never moves the cursor backwards
     store.run_started(run("job-3", "ns/n/u/2"))
-    store.run_finished(job_id="job-3", status="Finished", reason="Succeeded", error=None, used_history=True,
-                       success_state=("b", "a@x.example", 400, NOW - dt.timedelta(days=1)))
-    assert store.business_state("b").history_id == 500
+    store.run_finished(RunEnd(job_id="job-3", status="Finished", reason="Succeeded", error=None, used_history=True,
+                              cursor_key=("b", "a@x.example"), advance=move(400, NOW - dt.timedelta(days=1))))
+    assert store.cursor("b", "a@x.example").history_id == 500
     assert db_rows(fresh_database, "SELECT job_id, status FROM sync_runs ORDER BY job_id") == [
         ("job-1", "Failed"), ("job-2", "Finished"), ("job-3", "Finished")]
+    store.close()
+
+
+def test_failed_extractions_are_counted_once_per_attempt_and_quarantined(fresh_database):
+    store = Store(fresh_database)
+    store.migrate()
+    for attempt in (1, 2, 3):
+        job = f"job-{attempt}"
+        store.run_started(dataclasses.replace(run(job, f"ns/n/u/{attempt}"), attempt=1))
+        batch = SavedBatch(business_id="b", job_id=job, run_key=f"ns/n/u/{attempt}", receipts=[receipt("ok")],
+                           attachments=[], done_message_ids=["ok"], failed={"bad": "unreadable: UnicodeError"},
+                           skipped={"big": "attachment_too_large"})
+        first = store.save(batch)
+        again = store.save(batch)  # retried transaction: nothing counted twice
+        assert (first.scanned, first.skipped) == (again.scanned, again.skipped) == (1, 2)
+        quarantined = store.quarantined_ids("b")
+        assert quarantined == (set() if attempt < 3 else {"bad"})
+    assert db_rows(fresh_database, "SELECT tries FROM message_failures WHERE gmail_message_id = 'bad'") == [(3,)]
+    assert db_rows(fresh_database, "SELECT skipped, skipped_messages FROM sync_runs WHERE job_id = 'job-1'") == [
+        ({"bad": "unreadable: UnicodeError", "big": "attachment_too_large"}, 2)]
+    # the failed message is never checkpointed: a later attempt tries it again
+    assert db_rows(fresh_database, "SELECT DISTINCT gmail_message_id FROM sync_checkpoints") == [("ok",)]
+    store.close()
+
+
+def test_connections_have_keepalives_and_a_statement_timeout(fresh_database):
+    store = Store(fresh_database, statement_timeout_ms=1234)
+    store.migrate()
+    assert store.transact(lambda conn: conn.execute("SHOW statement_timeout").fetchone()[0]) == "1234ms"
+    assert store.transact(lambda conn: conn.info.get_parameters()) is not None
+    conn = store._connection()
+    assert (conn.info.get_parameters().get("keepalives"), conn.info.get_parameters().get("tcp_user_timeout")) == ("1", "60000")
     store.close()
 
 
@@ -134,7 +172,7 @@ def test_a_new_attempt_closes_earlier_attempts_left_started_as_lost(fresh_databa
         ("job-a1", "Lost", "WorkerLost", second_start), ("job-a2", "Started", None, None),
         ("other-run", "Started", None, None)]
     # the lost attempt's counters still count for the run's resume point; finished attempts stay as they are
-    store.run_finished(job_id="job-a2", status="Failed", reason="Timeout", error="slow", used_history=False)
+    store.run_finished(RunEnd(job_id="job-a2", status="Failed", reason="Timeout", error="slow", used_history=False))
     assert store.run_started(dataclasses.replace(first, job_id="job-a3", attempt=3)) == 0
     assert db_rows(fresh_database, "SELECT job_id, status FROM sync_runs WHERE run_key = 'ns/n/u/1' ORDER BY job_id") == [
         ("job-a1", "Lost"), ("job-a2", "Failed"), ("job-a3", "Started")]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -116,15 +117,26 @@ class Jobs:
         self.redis.set(contract.job_key(job_id), payload.to_json())
         return payload
 
-    def env(self, payload: JobPayload, address: str, refresh_token: str | None = None) -> dict[str, str]:
+    def env(self, payload: JobPayload, address: str, refresh_token: str | None = None,
+            extra_env: dict[str, str] | None = None) -> dict[str, str]:
         return {
             **os.environ,
+            # outside Kubernetes: never /dev/termination-log
+            "RECEIPTSYNC_TERMINATION_MESSAGE_PATH": self.termination_path(payload),
             contract.ENV_JOB_ID: payload.job_id,
             contract.ENV_REDIS_URL: self.redis_url,
             contract.ENV_DATABASE_URL: self.database_url,
             contract.ENV_GMAIL_API_ENDPOINT: self.emulator.url,
             contract.ENV_GMAIL_CREDENTIALS: credentials_json(address, self.emulator.url + "/token", refresh_token),
+            **(extra_env or {}),
         }
+
+    def termination_path(self, payload: JobPayload) -> str:
+        return os.path.join(tempfile.gettempdir(), f"receiptsync-termination-{payload.job_id}")
+
+    def termination_message(self, payload: JobPayload) -> dict:
+        with open(self.termination_path(payload), encoding="utf-8") as handle:
+            return json.load(handle)
 
     def start(self, payload: JobPayload, address: str, **kw: Any) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "receiptsync_worker.main"], env=self.env(payload, address, **kw),

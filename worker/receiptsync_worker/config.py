@@ -29,6 +29,26 @@ class Tuning:
         return ratelimit.batch_size_for(self.quota_burst, ratelimit.UNITS_MESSAGES_GET)
 
 
+# Worker-only settings (the operator may pass them through extraEnv; none is required).
+ENV_CURSOR_OVERLAP = "RECEIPTSYNC_CURSOR_OVERLAP_SECONDS"  # how far Gmail's search index may trail history
+ENV_STALL_SECONDS = "RECEIPTSYNC_STALL_SECONDS"  # no progress this long: the attempt fails as Stalled
+ENV_FINAL_HEARTBEAT_SECONDS = "RECEIPTSYNC_FINAL_HEARTBEAT_SECONDS"  # how long the last heartbeat is retried
+ENV_TERMINATION_MESSAGE_PATH = "RECEIPTSYNC_TERMINATION_MESSAGE_PATH"
+ENV_MAX_ATTACHMENT_BYTES = "RECEIPTSYNC_MAX_ATTACHMENT_BYTES"
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+@dataclasses.dataclass(frozen=True)
+class Guards:
+    """How the attempt protects what it saves and reports (defaults are production values)."""
+
+    cursor_overlap_seconds: float = 600.0
+    stall_seconds: float = 600.0
+    final_heartbeat_seconds: float = 30.0
+    termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
+    max_attachment_bytes: int = 10 * 1024 * 1024
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     job_id: str
@@ -38,6 +58,7 @@ class Settings:
     credentials_json: str = dataclasses.field(repr=False)
     worker_name: str = ""
     tuning: Tuning = Tuning()
+    guards: Guards = Guards()
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +75,20 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         credentials_json=env[contract.ENV_GMAIL_CREDENTIALS],
         worker_name=env.get("HOSTNAME") or socket.gethostname(),
         tuning=tuning_from_env(env),
+        guards=guards_from_env(env),
+    )
+
+
+def guards_from_env(env: Mapping[str, str]) -> Guards:
+    default = Guards()
+    return Guards(
+        cursor_overlap_seconds=_positive(env, ENV_CURSOR_OVERLAP, float, default.cursor_overlap_seconds, zero=True),
+        stall_seconds=_positive(env, ENV_STALL_SECONDS, float, default.stall_seconds),
+        final_heartbeat_seconds=_positive(env, ENV_FINAL_HEARTBEAT_SECONDS, float, default.final_heartbeat_seconds,
+                                          zero=True),
+        termination_message_path=(env.get(ENV_TERMINATION_MESSAGE_PATH) or "").strip()
+        or DEFAULT_TERMINATION_MESSAGE_PATH,
+        max_attachment_bytes=_positive(env, ENV_MAX_ATTACHMENT_BYTES, int, default.max_attachment_bytes),
     )
 
 
@@ -68,7 +103,8 @@ def tuning_from_env(env: Mapping[str, str]) -> Tuning:
     )
 
 
-def _positive(env: Mapping[str, str], name: str, kind: type, default: float, ceiling: float = math.inf):
+def _positive(env: Mapping[str, str], name: str, kind: type, default: float, ceiling: float = math.inf,
+              zero: bool = False):
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -76,7 +112,7 @@ def _positive(env: Mapping[str, str], name: str, kind: type, default: float, cei
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or not (0 < value <= ceiling) or not math.isfinite(value):
+    if value is None or not ((0 <= value if zero else 0 < value) and value <= ceiling) or not math.isfinite(value):
         whole = "whole " if kind is int else ""
         limit = f" up to {ceiling:g}" if math.isfinite(ceiling) else ""
         raise ConfigError(f"{name} must be a positive {whole}number{limit}, not {raw!r}")

@@ -223,5 +223,9 @@ def find_money(subject: str, body: str, pdf_texts: Iterable[str]) -> tuple[Money
 
 
 def normalize_amount(amount: Decimal) -> Decimal:
-    """Two decimal places, as money is stored."""
-    return amount.quantize(Decimal("0.01"))
+    """Two decimal places, as money is stored (an absurdly long number stays as it is; the store
+    keeps no amount for it)."""
+    try:
+        return amount.quantize(Decimal("0.01"))
+    except ArithmeticError:
+        return amount

@@ -2,13 +2,19 @@
 contract.EVENTS_STREAM, in one MULTI, with the contract's HB_* fields.
 
 :class:`Heartbeats` writes one heartbeat; :class:`Ticker` repeats the latest progress every
-``HEARTBEAT_INTERVAL_SECONDS`` so the operator sees the worker alive during long quota waits.
+``HEARTBEAT_INTERVAL_SECONDS`` so the operator sees the worker alive during long quota waits, and
+watches for progress: none for ``stall_seconds`` calls ``on_stall`` once.
+
+Heartbeats are best-effort: a failed one is tried again at the next tick. The terminal heartbeat is
+marked sent only once Redis took it, and :meth:`Heartbeats.final` keeps trying for a while.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
 import threading
+import time
 from typing import Callable
 
 import redis
@@ -16,6 +22,9 @@ import redis
 from receiptsync_common import contract
 
 from .joblog import now_rfc3339
+from .redisguard import keep_trying
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -26,12 +35,24 @@ class Progress:
     saved: int = 0
     date_from: str | None = None
     date_to: str | None = None
+    skipped: int = 0
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    last_progress: float = dataclasses.field(default_factory=time.monotonic)
 
     def add(self, scanned: int, saved: int) -> None:
         with self._lock:
             self.scanned += scanned
             self.saved += saved
+        self.touch()
+
+    def set(self, scanned: int, saved: int, skipped: int) -> None:
+        with self._lock:
+            self.scanned, self.saved, self.skipped = scanned, saved, skipped
+        self.touch()
+
+    def touch(self) -> None:
+        """Something moved (a page listed, a chunk fetched, a batch saved)."""
+        self.last_progress = time.monotonic()
 
     def snapshot(self) -> tuple[int, int]:
         with self._lock:
@@ -86,15 +107,15 @@ class Heartbeats:
         self._final = False
 
     def beat(self, phase: str | None = None, reason: str | None = None, message: str | None = None) -> None:
-        """Write the current progress (optionally a new phase/reason/message). After a terminal
-        heartbeat nothing more is written, so a late tick cannot overwrite Finished/Failed."""
+        """Write the current progress (optionally a new phase/reason/message); RedisError if Redis
+        did not take it. After a terminal heartbeat was written nothing more is, so a late tick
+        cannot overwrite Finished/Failed."""
         with self._lock:
             if self._final:
                 return
             self._phase = phase or self._phase
             self._reason = reason or self._reason
             self._message = self._redact(message) if message is not None else self._message
-            self._final = self._phase in contract.TERMINAL_PHASES
             fields = heartbeat_fields(
                 job_id=self._job_id, phase=self._phase, reason=self._reason, message=self._message,
                 progress=self.progress, worker=self._worker, time=now_rfc3339(),
@@ -105,15 +126,43 @@ class Heartbeats:
             pipe.expire(key, contract.HEARTBEAT_KEY_TTL_SECONDS)
             pipe.xadd(contract.EVENTS_STREAM, fields, maxlen=contract.EVENTS_STREAM_MAXLEN, approximate=True)
             pipe.execute()
+            self._final = self._phase in contract.TERMINAL_PHASES  # only once it was written
+
+    def try_beat(self, *args: str | None) -> bool:
+        try:
+            self.beat(*args)
+            return True
+        except redis.RedisError as exc:
+            log.warning("heartbeat not sent (%s); the next one tries again", type(exc).__name__)
+            return False
+
+    def final(self, phase: str, reason: str, message: str, within: float) -> bool:
+        """The terminal heartbeat, tried again for up to ``within`` seconds; whether it was sent."""
+        try:
+            keep_trying(lambda: self.beat(phase, reason, message), within, "final heartbeat")
+            return True
+        except redis.RedisError as exc:
+            log.error("final heartbeat lost after %.0fs: %s; the outcome is in sync_runs and the termination"
+                      " message", within, type(exc).__name__)
+            return False
+
+    @property
+    def sent_final(self) -> bool:
+        return self._final
 
 
 class Ticker:
-    """Background thread: ``heartbeats.beat()`` every ``interval`` seconds until stopped."""
+    """Background thread: ``heartbeats.beat()`` every ``interval`` seconds (or at once when nudged)
+    until stopped; calls ``on_stall`` once when the progress has not moved for ``stall_seconds``."""
 
-    def __init__(self, heartbeats: Heartbeats, interval: float = contract.HEARTBEAT_INTERVAL_SECONDS) -> None:
+    def __init__(self, heartbeats: Heartbeats, interval: float = contract.HEARTBEAT_INTERVAL_SECONDS,
+                 stall_seconds: float | None = None, on_stall: Callable[[float], None] = lambda idle: None) -> None:
         self._heartbeats = heartbeats
         self._interval = interval
+        self._stall_seconds = stall_seconds
+        self._on_stall = on_stall
         self._stop = threading.Event()
+        self._nudged = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def start(self) -> "Ticker":
@@ -122,12 +171,29 @@ class Ticker:
 
     def stop(self) -> None:
         self._stop.set()
+        self._nudged.set()
         self._thread.join(timeout=10)
 
+    def nudge(self) -> None:
+        """Beat soon (from this thread, so the caller never waits for Redis)."""
+        self._nudged.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._heartbeats.beat()
-            except redis.RedisError:
+        stalled = False
+        next_beat = time.monotonic() + self._interval
+        while not self._stop.is_set():
+            self._nudged.wait(max(0.0, min(next_beat - time.monotonic(), 0.5)))
+            if self._stop.is_set():
+                return
+            if not stalled and is_stalled(self._heartbeats.progress.last_progress, time.monotonic(), self._stall_seconds):
+                stalled = True
+                self._on_stall(time.monotonic() - self._heartbeats.progress.last_progress)
+            if self._nudged.is_set() or time.monotonic() >= next_beat:
+                self._nudged.clear()
+                next_beat = time.monotonic() + self._interval
                 # A missed beat is tolerated by the operator; the next tick tries again.
-                pass
+                self._heartbeats.try_beat()
+
+
+def is_stalled(last_progress: float, now: float, stall_seconds: float | None) -> bool:
+    return stall_seconds is not None and now - last_progress >= stall_seconds

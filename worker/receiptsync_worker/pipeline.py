@@ -28,19 +28,21 @@ POLL_SECONDS = 0.2
 @dataclasses.dataclass
 class PipelineResult:
     listed: int = 0  # ids taken from the listing (after filters, within the cap)
-    truncated: bool = False  # maxMessages stopped the listing early
+    truncated: bool = False  # maxMessages left ids of the window for the next run
     error: BaseException | None = None
     timed_out: bool = False
+    quarantined: set[str] = dataclasses.field(default_factory=set)  # listed, but quarantined: not fetched
 
 
 @dataclasses.dataclass
 class IdFilter:
-    """Which listed ids the attempt works on."""
+    """Which listed ids the attempt works on. Only ids it actually fetches count against the cap."""
 
-    done: set[str]  # finished by an earlier attempt of this run (counted against the cap, not fetched)
+    done: set[str]  # finished in this window by an earlier attempt or capped run: not fetched
     only: set[str] | None = None  # Gmail history's added ids, when history is in use
     already_saved: Callable[[list[str]], set[str]] | None = None  # incremental: skip stored receipts
-    max_messages: int = 5000
+    max_messages: int = 5000  # what this run may fetch, counting what its earlier attempts fetched
+    quarantined: set[str] = dataclasses.field(default_factory=set)  # extraction failed too often
 
 
 def chunked(ids: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -54,21 +56,52 @@ def chunked(ids: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def select_ids(page: list[str], id_filter: IdFilter, seen: set[str], budget: int) -> tuple[list[str], int, bool]:
-    """(ids to fetch from this page, cap budget left, whether the cap cut the page). Pure apart from
-    ``seen`` (ids already taken) and ``already_saved``."""
-    fresh = [mid for mid in page if mid not in seen]
+def select_ids(page: list[str], id_filter: IdFilter, seen: set[str], budget: int,
+               quarantined: set[str] | None = None) -> tuple[list[str], int, bool]:
+    """(ids to fetch from this page, cap budget left, whether ids were left over for lack of budget).
+    Ids already done, quarantined or (incremental) already saved are dropped *before* the budget is
+    spent: the cap counts fetches, not ids seen. Pure apart from ``seen``, ``quarantined`` (ids
+    dropped as quarantined are added) and ``already_saved``."""
+    fresh = [mid for mid in dict.fromkeys(page) if mid not in seen]
+    seen.update(fresh)
     if id_filter.only is not None:
         fresh = [mid for mid in fresh if mid in id_filter.only]
-    cut = len(fresh) > budget
-    fresh = fresh[:budget]
-    seen.update(fresh)
-    budget -= len(fresh)
-    todo = [mid for mid in fresh if mid not in id_filter.done]
-    if id_filter.already_saved and todo:
-        stored = id_filter.already_saved(todo)
-        todo = [mid for mid in todo if mid not in stored]
-    return todo, budget, cut
+    fresh = [mid for mid in fresh if mid not in id_filter.done]
+    if id_filter.quarantined:
+        if quarantined is not None:
+            quarantined.update(mid for mid in fresh if mid in id_filter.quarantined)
+        fresh = [mid for mid in fresh if mid not in id_filter.quarantined]
+    if id_filter.already_saved and fresh:
+        stored = id_filter.already_saved(fresh)
+        fresh = [mid for mid in fresh if mid not in stored]
+    budget = max(0, budget)
+    todo = fresh[:budget]
+    return todo, budget - len(todo), len(fresh) > len(todo)
+
+
+class ByteBudget:
+    """Bounds the attachment bytes held between fetching and saving, across fetcher threads. One
+    request larger than the whole budget still goes through when nothing else is held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, amount: int, stop: threading.Event) -> bool:
+        with self._cond:
+            while self.held and self.held + amount > self.limit:
+                if stop.is_set():
+                    return False
+                self._cond.wait(POLL_SECONDS)
+            self.held += amount
+            return True
+
+    def release(self, amount: int) -> None:
+        if amount:
+            with self._cond:
+                self.held = max(0, self.held - amount)
+                self._cond.notify_all()
 
 
 class Pipeline:
@@ -83,6 +116,9 @@ class Pipeline:
         fetchers: int,
         id_filter: IdFilter,
         clock: Callable[[], float] = time.monotonic,
+        fetch: Callable[[GmailClient, list[str], int], FetchedChunk] | None = None,
+        on_progress: Callable[[], None] = lambda: None,
+        release_bytes: Callable[[int], None] = lambda held: None,
     ) -> None:
         self._client = client
         self._save = save
@@ -92,8 +128,13 @@ class Pipeline:
         self._fetchers = fetchers
         self._filter = id_filter
         self._clock = clock
+        self._fetch_chunk = fetch or (lambda client, ids, size: fetch_chunk(client, ids, size))
+        self._progress = on_progress
+        self._release_bytes = release_bytes
         self._chunks: queue.Queue = queue.Queue(maxsize=fetchers * 2)
-        self._fetched: queue.Queue = queue.Queue()
+        # Bounded too: fetched chunks hold attachment bytes until they are saved.
+        self._fetched: queue.Queue = queue.Queue(maxsize=max(1, fetchers))
+        self._saver_gone = threading.Event()
         self.result = PipelineResult()
         self._error_lock = threading.Lock()
 
@@ -107,6 +148,7 @@ class Pipeline:
         except BaseException as exc:  # a save failed: stop everyone, report it
             self._fail(exc)
             self._stop.set()
+            self._saver_gone.set()
         for thread in threads:
             thread.join(timeout=30)
         return self.result
@@ -124,14 +166,14 @@ class Pipeline:
             for page in pages:
                 if self._stop.is_set():
                     return
-                todo, budget, cut = select_ids(page, self._filter, seen, budget)
-                self.result.listed = len(seen)
+                self._progress()
+                todo, budget, left_over = select_ids(page, self._filter, seen, budget, self.result.quarantined)
+                self.result.listed += len(todo)
                 for chunk in chunked(todo, self._batch_size):
                     if not self._put(chunk):
                         return
-                if budget <= 0:
-                    # More ids than the cap allows if this page was cut or another page may follow.
-                    self.result.truncated = cut or self._has_more(pages)
+                if left_over:  # the cap stopped us with work left: the next run continues
+                    self.result.truncated = True
                     return
         except Stopped:
             return
@@ -141,13 +183,6 @@ class Pipeline:
         finally:
             for _ in range(self._fetchers):
                 self._chunks.put(_END)
-
-    @staticmethod
-    def _has_more(pages: Iterator[list[str]]) -> bool:
-        try:
-            return bool(next(pages))
-        except StopIteration:
-            return False
 
     def _put(self, chunk: list[str]) -> bool:
         while not self._stop.is_set():
@@ -168,14 +203,25 @@ class Pipeline:
                 if self._stop.is_set():
                     continue  # drain to the end marker without fetching
                 try:
-                    self._fetched.put(fetch_chunk(self._client, chunk, self._batch_size))
+                    fetched = self._fetch_chunk(self._client, chunk, self._batch_size)
+                    self._progress()
+                    self._hand_over(fetched)
                 except Stopped:
                     continue
                 except BaseException as exc:
                     self._fail(exc)
                     self._stop.set()
         finally:
-            self._fetched.put(_END)
+            self._hand_over(_END)
+
+    def _hand_over(self, item: object) -> None:
+        while True:
+            try:
+                self._fetched.put(item, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                if self._saver_gone.is_set():
+                    return
 
     # ---------------------------------------------------------------- saver (calling thread)
     def _save_until_fetchers_end(self) -> None:
@@ -197,7 +243,10 @@ class Pipeline:
             running -= sum(1 for x in ready if x is _END)
             chunks = [x for x in ready if x is not _END]
             if chunks:
-                self._save(_merge(chunks))
+                merged = _merge(chunks)
+                self._save(merged)
+                self._release_bytes(merged.held_bytes)
+                self._progress()
 
 
 def _merge(chunks: list[FetchedChunk]) -> FetchedChunk:
@@ -208,4 +257,7 @@ def _merge(chunks: list[FetchedChunk]) -> FetchedChunk:
         merged.message_ids.extend(chunk.message_ids)
         merged.receipts.extend(chunk.receipts)
         merged.attachments.extend(chunk.attachments)
+        merged.skipped.update(chunk.skipped)
+        merged.failed.update(chunk.failed)
+        merged.held_bytes += chunk.held_bytes
     return merged

@@ -1,13 +1,14 @@
-"""What one attempt syncs, decided from the payload and the business's stored state (pure)."""
+"""What one attempt syncs, decided from the payload and the mailbox's cursor (pure)."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from receiptsync_common import contract, daterange
+from receiptsync_common import daterange
 from receiptsync_common.jobspec import JobPayload
 
+from .cursor import uses_cursor
 from .query import build_query
 
 
@@ -20,13 +21,14 @@ class DateWindow:
 
 
 def uses_stored_state(payload: JobPayload) -> bool:
-    """Incremental without explicit dates: the range starts at the last successful sync and Gmail
+    """Incremental without explicit dates: the range starts at the mailbox's cursor and Gmail
     history narrows it further."""
-    return payload.mode == contract.MODE_INCREMENTAL and not (payload.explicit_from or payload.explicit_to)
+    return uses_cursor(payload)
 
 
 def date_window(payload: JobPayload, now: dt.datetime, last_success_at: dt.datetime | None) -> DateWindow:
-    """The inclusive day range to sync (CONTRACT section 4), with its epoch bounds."""
+    """The inclusive day range to sync (CONTRACT section 4), with its epoch bounds.
+    ``last_success_at``: where an incremental run starts (``cursor.window_since``)."""
     zone = payload.time_zone or "UTC"
     today = daterange.today_in(zone, now)
     last_success = last_success_at.astimezone(ZoneInfo(zone)).date() if last_success_at else None
@@ -46,16 +48,6 @@ def date_window(payload: JobPayload, now: dt.datetime, last_success_at: dt.datet
 
 def search_query(payload: JobPayload, window: DateWindow) -> str:
     return build_query(window.after_epoch, window.before_epoch, payload.query)
-
-
-def history_start(payload: JobPayload, stored_mailbox: str | None, stored_history_id: int | None,
-                  mailbox: str) -> int | None:
-    """The history id to read Gmail history from, or None to sync the whole window."""
-    if not uses_stored_state(payload) or stored_history_id is None:
-        return None
-    if (stored_mailbox or "").lower() != mailbox.lower():
-        return None  # the business reconnected another mailbox: its history ids mean nothing here
-    return stored_history_id
 
 
 def run_key(payload: JobPayload) -> str:

@@ -1,76 +1,42 @@
 """One attempt, start to end: payload → Gmail → PostgreSQL, with heartbeats and the log markers.
 
-The order matters: the business's new history id is read from Gmail *before* listing and stored
-only together with the attempt's successful end, after every receipt it covers is committed.
+The order matters: the worker asks Gmail which mailbox it talks to (and its current history id)
+*before* it reads that mailbox's cursor; the cursor moves only together with the attempt's
+successful end, after every receipt it covers is committed, and only for a run that covered
+everything since it (see :mod:`.cursor`). The outcome is recorded durably (the ``sync_runs`` row and
+the termination message) before the final heartbeat, which is retried for a while.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
-import redis
-
-from receiptsync_common import contract, daterange
+from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
 
 from . import credentials as creds
-from . import joblog, plan, ratelimit
+from . import cursor as cursors
+from . import joblog, plan, ratelimit, redisguard
 from .config import Settings, Tuning
-from .fetch import FetchedChunk
-from .gmail_client import GmailApiError, GmailClient, GmailTimeout, HistoryExpired
+from .fetch import FetchedChunk, FetchLimits, fetch_chunk
+from .gmail_client import GmailClient, HistoryExpired
 from .heartbeat import Heartbeats, Progress, Ticker
-from .pipeline import IdFilter, Pipeline, PipelineResult
+from .outcome import (EXIT_FAILED, EXIT_OK, REASON_STALLED, Counters, Outcome, PayloadMissing, classify,
+                      finished_message, stalled_message, termination_message, write_termination_message)
+from .pipeline import ByteBudget, IdFilter, Pipeline, PipelineResult
 from .redact import Redactor
-from .store import TRANSIENT_ERRORS, BusinessState, DatabaseUnavailable, RunRecord, SavedBatch, Store
+from .store import RunEnd, RunRecord, SavedBatch, Store
 
+__all__ = ["Attempt", "Outcome", "PayloadMissing", "classify", "Tuning", "EXIT_OK", "EXIT_FAILED"]
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-
-
-@dataclasses.dataclass
-class Outcome:
-    phase: str
-    reason: str
-    message: str
-    error: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.phase == contract.PHASE_FINISHED else EXIT_FAILED
-
-
-class PayloadMissing(RuntimeError):
-    pass
-
-
-def classify(exc: BaseException) -> tuple[str, str]:
-    """(reason, one-sentence message) for an exception that ended the attempt."""
-    if isinstance(exc, creds.GmailAuthError):
-        return contract.REASON_GMAIL_AUTH_ERROR, creds.RECONNECT_MESSAGE
-    if isinstance(exc, creds.CredentialsFormatError):
-        return contract.REASON_GMAIL_AUTH_ERROR, f"{exc}; reconnect Gmail for this business."
-    if isinstance(exc, GmailTimeout):  # before GmailApiError: it is one
-        return contract.REASON_TIMEOUT, str(exc)
-    if isinstance(exc, GmailApiError):
-        return contract.REASON_GMAIL_API_ERROR, str(exc)
-    if isinstance(exc, (DatabaseUnavailable, *TRANSIENT_ERRORS)):
-        return contract.REASON_DATABASE_ERROR, f"The receipts database failed: {_first_line(exc)}."
-    if isinstance(exc, daterange.DateRangeError):
-        return contract.REASON_INVALID_SPEC, str(exc)
-    if isinstance(exc, redis.RedisError):
-        return contract.REASON_WORKER_ERROR, f"Redis failed: {_first_line(exc)}."
-    return contract.REASON_WORKER_ERROR, f"The worker failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}."
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__).rstrip(".")
+# Attachment bytes held between download and commit, across fetcher threads.
+ATTACHMENT_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 
 class Attempt:
@@ -82,20 +48,27 @@ class Attempt:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ) -> None:
         self.settings = settings
+        self.guards = settings.guards
         self.stop = stop or threading.Event()
         self.tuning = tuning if tuning is not None else settings.tuning  # default: from the environment
         self._now = now
         self.redactor = Redactor()
         self.progress = Progress()
-        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+        self.redis = redisguard.make_client(settings.redis_url)
         self.heartbeats = Heartbeats(self.redis, settings.job_id, self.progress, self.redactor, settings.worker_name)
         self.payload: JobPayload | None = None
         self.store: Store | None = None
         self.client: GmailClient | None = None
         self.used_history = False
-        self._lister_stores: list[Store] = []
-        self._success_state: tuple[str, str, int, dt.datetime] | None = None
         self.ticker: Ticker | None = None
+        self.stalled_for: float | None = None
+        self._lister_stores: list[Store] = []
+        self._end: dict[str, Any] = {}  # what a successful end records (window, cursor)
+        self._base = (0, 0)  # counters of the run's earlier attempts
+        self._quarantined = 0
+        self._capped = False
+        self._window_key = ""
+        self._ended = threading.Event()
         try:  # know the secrets before anything can be logged
             self.redactor.add(*creds.secret_values(creds.parse_authorized_user(settings.credentials_json)))
         except creds.CredentialsFormatError:
@@ -128,7 +101,8 @@ class Attempt:
         return {"job_id": p.job_id, "business_id": p.business_id, "namespace": p.namespace, "name": p.name}
 
     def _load_payload(self) -> JobPayload:
-        raw = self.redis.get(contract.job_key(self.settings.job_id))
+        raw = redisguard.keep_trying(lambda: self.redis.get(contract.job_key(self.settings.job_id)),
+                                     self.guards.final_heartbeat_seconds, "reading the job payload")
         if raw is None:
             raise PayloadMissing(f"no job payload in Redis for job {self.settings.job_id}")
         return JobPayload.from_json(raw)
@@ -145,116 +119,161 @@ class Attempt:
         assert payload is not None
         info = creds.parse_authorized_user(self.settings.credentials_json)
         self.redactor.add(*creds.secret_values(info))
-        state, window, attempt_started, done = self._begin(payload)
-        mailbox, new_history_id = self._connect_gmail(info, deadline)
-        id_filter = self._id_filter(payload, state, mailbox, done)
-        pages = iter(()) if id_filter.only == set() else self.client.message_id_pages(plan.search_query(payload, window))
+        self.store = Store(self.settings.database_url)
+        self.store.migrate()
+        self.heartbeats.try_beat(contract.PHASE_STARTED, contract.REASON_SYNCING, "Connecting to Gmail.")
+        self.ticker = Ticker(self.heartbeats, stall_seconds=self.guards.stall_seconds, on_stall=self._on_stall).start()
         run_key = plan.run_key(payload)
+        record = RunRecord(
+            job_id=payload.job_id, run_key=run_key, business_id=payload.business_id, namespace=payload.namespace,
+            name=payload.name, run_id=payload.run_id, attempt=payload.attempt, mode=payload.mode,
+            date_from=None, date_to=None, started_at=self._now())
+        self.store.run_started(record)  # the row exists even when Gmail refuses us
+        mailbox, read_id, read_at = self._connect_gmail(info, deadline)
+        cursor = self.store.cursor(payload.business_id, mailbox)
+        window = plan.date_window(payload, read_at, cursors.window_since(cursor))
+        self.progress.date_from, self.progress.date_to = window.first.isoformat(), window.last.isoformat()
+        self.heartbeats.try_beat(None, None, f"Syncing receipts from {window.first} to {window.last}.")
+        self._window_key = cursors.window_key(payload, mailbox)
+        self.store.run_started(dataclasses.replace(record, date_from=window.first, date_to=window.last,
+                                                   mailbox=mailbox, window_key=self._window_key))
+        resume = self.store.resume_point(self._window_key, run_key, payload.job_id)
+        self._base = (resume.scanned, resume.saved)
+        self.progress.set(resume.scanned, resume.saved, 0)
+        id_filter = self._id_filter(payload, cursor, resume.done, resume.done_by_run)
+        pages = iter(()) if id_filter.only == set() else self.client.message_id_pages(plan.search_query(payload, window))
+        budget = ByteBudget(ATTACHMENT_BYTES_IN_FLIGHT)
+        limits = FetchLimits(max_attachment_bytes=self.guards.max_attachment_bytes)
         try:
             result = Pipeline(
-                client=self.client, save=lambda chunk: self._save(chunk, run_key), stop=self.stop,
-                deadline=deadline, batch_size=self.tuning.batch_size, fetchers=self.tuning.fetchers,
-                id_filter=id_filter,
+                client=self.client, save=self._save, stop=self.stop, deadline=deadline,
+                batch_size=self.tuning.batch_size, fetchers=self.tuning.fetchers, id_filter=id_filter,
+                fetch=lambda client, ids, size: fetch_chunk(
+                    client, ids, size, limits, reserve_bytes=lambda n: budget.acquire(n, self.stop)),
+                on_progress=self.progress.touch, release_bytes=budget.release,
             ).run(pages)
         finally:
             for store in self._lister_stores:
                 store.close()
         if result.error is not None:
             raise result.error
-        return self._outcome(payload, window, result, (payload.business_id, mailbox, new_history_id, attempt_started))
+        return self._outcome(payload, window, result, cursor, (mailbox, read_id, read_at))
 
-    def _begin(self, payload: JobPayload) -> tuple[BusinessState | None, plan.DateWindow, dt.datetime, set[str]]:
-        """Schema, range, first heartbeat, the attempt's sync_runs row and the run's resume point."""
-        self.store = Store(self.settings.database_url)
-        self.store.migrate()
-        state = self.store.business_state(payload.business_id)
-        attempt_started = self._now()
-        window = plan.date_window(payload, attempt_started, state.last_success_at if state else None)
-        self.progress.date_from, self.progress.date_to = window.first.isoformat(), window.last.isoformat()
-        # The first heartbeat goes out as soon as the range is known (milliseconds after start).
-        self.heartbeats.beat(contract.PHASE_STARTED, contract.REASON_SYNCING,
-                             f"Syncing receipts from {window.first} to {window.last}.")
-        self.ticker = Ticker(self.heartbeats).start()
-        run_key = plan.run_key(payload)
-        self.store.run_started(RunRecord(
-            job_id=payload.job_id, run_key=run_key, business_id=payload.business_id, namespace=payload.namespace,
-            name=payload.name, run_id=payload.run_id, attempt=payload.attempt, mode=payload.mode,
-            date_from=window.first, date_to=window.last, started_at=attempt_started))
-        done, earlier_scanned, earlier_saved = self.store.resume_point(run_key, payload.job_id)
-        self.progress.add(earlier_scanned, earlier_saved)
-        return state, window, attempt_started, done
-
-    def _connect_gmail(self, info: dict[str, Any], deadline: float) -> tuple[str, int]:
+    def _connect_gmail(self, info: dict[str, Any], deadline: float) -> tuple[str, int, dt.datetime]:
         """Refresh the token (a revoked grant fails here), read the mailbox and its current
-        history id, and meter every later call through the mailbox's shared quota bucket. No
-        Gmail call is retried past ``deadline`` (monotonic)."""
+        history id (and when it was read), and meter every later call through the mailbox's quota
+        bucket: the shared one in Redis, a local one while Redis is away."""
         credentials = creds.build_credentials(info)
         creds.refresh(credentials)
         self.redactor.add(credentials.token)
         self.client = GmailClient(credentials, self.settings.gmail_endpoint, stop=self.stop, deadline=deadline)
         profile = self.client.profile()
-        mailbox = profile["emailAddress"]
-        self.client.bucket = ratelimit.QuotaBucket(self.redis, mailbox, self.tuning.quota_rate, self.tuning.quota_burst)
-        return mailbox, int(profile["historyId"])
+        read_at = self._now()
+        self.progress.touch()
+        mailbox = profile["emailAddress"].lower()
+        rate, burst = self.tuning.quota_rate, self.tuning.quota_burst
+        self.client.bucket = redisguard.FallbackBucket(ratelimit.QuotaBucket(self.redis, mailbox, rate, burst),
+                                                       redisguard.LocalBucket(rate, burst))
+        return mailbox, int(profile["historyId"]), read_at
 
-    def _id_filter(self, payload: JobPayload, state: BusinessState | None, mailbox: str, done: set[str]) -> IdFilter:
-        id_filter = IdFilter(done=done, max_messages=payload.max_messages)
-        start_id = plan.history_start(payload, state.mailbox if state else None,
-                                      state.history_id if state else None, mailbox)
+    def _id_filter(self, payload: JobPayload, cursor: cursors.Cursor | None, done: set[str], done_by_run: int) -> IdFilter:
+        assert self.store is not None and self.client is not None
+        id_filter = IdFilter(done=done, max_messages=max(0, payload.max_messages - done_by_run),
+                             quarantined=self.store.quarantined_ids(payload.business_id))
+        start_id = cursors.history_start(payload, cursor)
         if start_id is not None:
             try:
                 id_filter.only = self.client.added_since(start_id)
                 self.used_history = True
             except HistoryExpired:
                 log.info("Gmail history %s expired; syncing the date range instead", start_id)
-        if plan.uses_stored_state(payload):
+        if cursors.uses_cursor(payload):
             # Incremental: receipts already stored are not fetched again (the lister's own connection).
             lister_store = Store(self.settings.database_url)
             self._lister_stores.append(lister_store)
             id_filter.already_saved = lambda ids: lister_store.existing_message_ids(payload.business_id, ids)
         return id_filter
 
+    def _on_stall(self, idle: float) -> None:
+        """No progress for ``stall_seconds``: stop the attempt so it reports Stalled; if it cannot even
+        get there (a call hung for good), report from here and leave."""
+        log.error("no progress for %.0fs; stopping the attempt", idle)
+        self.stalled_for = idle
+        self.stop.set()
+        timer = threading.Timer(min(60.0, self.guards.stall_seconds), self._abandon)
+        timer.daemon = True
+        timer.start()
+
+    def _abandon(self) -> None:
+        if self._ended.is_set():
+            return
+        outcome = Outcome(contract.PHASE_FAILED, REASON_STALLED, stalled_message(self.stalled_for or 0, self._counters()))
+        outcome.error = outcome.message
+        write_termination_message(self.guards.termination_message_path,
+                                  termination_message(outcome, self._counters(), self.settings.job_id))
+        self.heartbeats.final(outcome.phase, outcome.reason, outcome.message, within=5.0)
+        joblog.event(contract.LOG_JOB_FAIL, **self._identity(), reason=outcome.reason, error=outcome.message)
+        os._exit(EXIT_FAILED)
+
     def _outcome(self, payload: JobPayload, window: plan.DateWindow, result: PipelineResult,
-                 success_state: tuple[str, str, int, dt.datetime]) -> Outcome:
-        scanned, saved = self.progress.snapshot()
+                 cursor: cursors.Cursor | None, read: tuple[str, int, dt.datetime]) -> Outcome:
+        self._quarantined, self._capped = len(result.quarantined), result.truncated
+        counters = self._counters()
+        if self.stalled_for is not None:
+            message = stalled_message(self.stalled_for, counters)
+            return Outcome(contract.PHASE_FAILED, REASON_STALLED, message, error=message)
         if result.timed_out:
             return Outcome(contract.PHASE_FAILED, contract.REASON_TIMEOUT,
-                           f"The attempt reached its {payload.timeout_seconds}s timeout after scanning {scanned} "
-                           f"messages; a retry resumes where it stopped.")
+                           f"The attempt reached its {payload.timeout_seconds}s timeout after scanning "
+                           f"{counters.scanned} messages; a retry resumes where it stopped.")
         if self.stop.is_set():
             return Outcome(contract.PHASE_FAILED, contract.REASON_CANCELLED,
-                           f"The worker was asked to stop (SIGTERM) after saving {saved} receipts; "
+                           f"The worker was asked to stop (SIGTERM) after saving {counters.saved} receipts; "
                            f"a retry resumes where it stopped.")
-        # Only a complete sync may move the business forward; a capped one is redone next time.
-        self._success_state = None if result.truncated else success_state
-        note = f" (stopped at maxMessages={payload.max_messages})" if result.truncated else ""
+        mailbox, read_id, read_at = read
+        zone = ZoneInfo(payload.time_zone or "UTC")
+        if not result.truncated:  # the window is done: its continuation point goes
+            self._end["window_done"] = self._window_key
+            if cursors.covers_since_cursor(payload, window.first, cursor, lambda t: t.astimezone(zone).date()):
+                overlap = dt.timedelta(seconds=self.guards.cursor_overlap_seconds)
+                self._end["cursor_key"] = (payload.business_id, mailbox)
+                self._end["advance"] = lambda stored: cursors.advance(stored, read_id, read_at, overlap)
         return Outcome(contract.PHASE_FINISHED, contract.REASON_SUCCEEDED,
-                       f"Scanned {scanned} messages and saved {saved} new receipts from {window.first} "
-                       f"to {window.last}{note}.")
+                       finished_message(counters, window.first.isoformat(), window.last.isoformat(),
+                                        payload.max_messages))
 
-    def _save(self, chunk: FetchedChunk, run_key: str) -> None:
+    def _save(self, chunk: FetchedChunk) -> None:
         payload = self.payload
         assert payload is not None and self.store is not None
-        new = self.store.save_batch(SavedBatch(
-            business_id=payload.business_id, job_id=payload.job_id, run_key=run_key,
-            receipts=chunk.receipts, attachments=chunk.attachments, done_message_ids=chunk.message_ids))
-        self.progress.add(len(chunk.message_ids), new)
-        self.heartbeats.beat()
+        totals = self.store.save(SavedBatch(
+            business_id=payload.business_id, job_id=payload.job_id, run_key=plan.run_key(payload),
+            window_key=self._window_key, receipts=chunk.receipts, attachments=chunk.attachments,
+            done_message_ids=chunk.message_ids, skipped=chunk.skipped, failed=chunk.failed))
+        self.progress.set(self._base[0] + totals.scanned, self._base[1] + totals.saved, totals.skipped)
+        if self.ticker is not None:
+            self.ticker.nudge()  # the heartbeat goes out from the ticker: a Redis blip never holds up saving
+
+    def _counters(self) -> Counters:
+        scanned, saved = self.progress.snapshot()
+        return Counters(scanned, saved, self.progress.skipped, self._quarantined, self._capped)
 
     # ------------------------------------------------------------------ the end
     def _finish(self, outcome: Outcome, elapsed: float) -> None:
         outcome = self._record_run(outcome)
-        scanned, saved = self.progress.snapshot()
-        try:
-            self.heartbeats.beat(outcome.phase, outcome.reason, outcome.message)
-        except redis.RedisError as exc:
-            log.error("final heartbeat failed: %s", exc)
+        self._ended.set()
+        counters = self._counters()
+        write_termination_message(self.guards.termination_message_path,
+                                  termination_message(outcome, counters, self._identity()["job_id"]))
+        sent = self.heartbeats.final(outcome.phase, outcome.reason, outcome.message,
+                                     within=self.guards.final_heartbeat_seconds)
         fields: dict[str, Any] = {**self._identity(), "phase": outcome.phase, "reason": outcome.reason,
-                                  "messages_scanned": scanned, "saved_receipts": saved,
-                                  "date_from": self.progress.date_from, "date_to": self.progress.date_to,
-                                  "elapsed_seconds": round(elapsed, 3), "used_history": self.used_history}
+                                  **counters.as_json(), "date_from": self.progress.date_from,
+                                  "date_to": self.progress.date_to, "elapsed_seconds": round(elapsed, 3),
+                                  "used_history": self.used_history, "final_heartbeat_sent": sent}
         if self.client is not None:
             fields["gmail_retries"] = self.client.retries
+            bucket = self.client.bucket
+            fields["local_quota_reservations"] = getattr(bucket, "fallbacks", 0)
         if outcome.phase == contract.PHASE_FINISHED:
             joblog.event(contract.LOG_JOB_DONE, **fields, message=outcome.message)
         else:
@@ -263,18 +282,17 @@ class Attempt:
             self.store.close()
 
     def _record_run(self, outcome: Outcome) -> Outcome:
-        """Close the sync_runs row (and on success advance the business state). If that write
-        fails, the attempt did not succeed after all."""
+        """Close the sync_runs row (on success also drop a finished window's checkpoints and move the
+        cursor). If that write fails, the attempt did not succeed after all."""
         if self.store is None or self.payload is None:
             return outcome
         success = outcome.phase == contract.PHASE_FINISHED
+        end = self._end if success else {}
         try:
-            self.store.run_finished(
+            self.store.run_finished(RunEnd(
                 job_id=self.payload.job_id, status=outcome.phase, reason=outcome.reason,
                 error=outcome.error or (None if success else outcome.message), used_history=self.used_history,
-                success_state=self._success_state if success else None,
-                run_key=plan.run_key(self.payload) if success else None,
-            )
+                message=outcome.message, capped=self._capped, quarantined=self._quarantined, **end))
         except Exception as exc:  # noqa: BLE001 - any failure here decides the outcome
             if success:
                 return self._failure(exc)

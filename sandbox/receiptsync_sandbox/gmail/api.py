@@ -153,6 +153,9 @@ class GmailApi:
         q = query.get("q", "")
         label_ids = tuple(query.getall("labelIds", []))
         found = self._search(mailbox, q, label_ids)
+        if self.config.search_lag_s > 0:  # not indexed yet: history has them, search does not
+            indexed_before = time.monotonic() - self.config.search_lag_s
+            found = [message for message in found if message.arrived_at <= indexed_before]
         fingerprint = search_fingerprint(mailbox.address, q, label_ids)
         start = 0
         if query.get("pageToken"):

@@ -30,6 +30,9 @@ class EmulatorConfig:
     token_ttl_s: int = 3600  # access token lifetime
     seed: int | None = None  # seeds the fault dice
     rescan_interval_s: float = 1.0  # a mailbox folder is re-listed at least this often when used
+    # Gmail's search index trails delivery: a message that arrived less than this many seconds ago is
+    # already in history.list (and messages.get) but not yet in messages.list results.
+    search_lag_s: float = 0.0
 
     def update(self, changes: dict[str, Any]) -> list[str]:
         """Apply known keys from ``changes``; return the unknown ones (the caller reports them)."""

@@ -69,6 +69,10 @@ class Mailbox:
         for name in gone + changed:
             self._forget(self.by_file[name])
         arrived = [_read(self.folder, name) for name in changed + fresh]
+        now = time.monotonic()
+        for message in arrived:
+            if message is not None:
+                message.arrived_at = now
         self.signatures = present
         self._add([message for message in arrived if message is not None])
         self.version += 1

@@ -59,6 +59,7 @@ class StoredMessage:
     attachments: dict[str, bytes]
     labels: tuple[str, ...] = ("INBOX",)
     history_id: int = 0
+    arrived_at: float = 0.0  # time.monotonic() when the emulator first saw it (search index lag)
 
     def header(self, name: str) -> str:
         wanted = name.lower()
@@ -169,7 +170,7 @@ def _charset(node: Message) -> str:
 def decode_text(part: Part) -> str:
     try:
         return part.content.decode(part.charset, errors="replace")
-    except LookupError:  # a charset Python does not know
+    except (LookupError, UnicodeError):  # a charset Python does not know, or one without 'replace'
         return part.content.decode("utf-8", errors="replace")
 
 

@@ -1,5 +1,6 @@
 """Versioned schema migrations: ``NNNN_name.sql`` files in this folder, applied in order, each once.
 
+Pure data (SQL files) plus one function, so the worker and the operator side can both call it.
 Every worker applies them at start; an advisory lock serializes concurrent workers and the
 ``schema_migrations`` table records what is applied, so the step is idempotent.
 """
