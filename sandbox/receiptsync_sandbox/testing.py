@@ -182,7 +182,8 @@ class Sandbox:
         from .operator_install import CHART
 
         release = f"rs-{namespace}"[:40]
-        self.helm("upgrade", "--install", release, str(CHART), "-n", namespace, "--set", "operator.replicas=0",
+        # --skip-crds: the suite installs the CRD from manifests/ itself.
+        self.helm("upgrade", "--install", release, str(CHART), "-n", namespace, "--skip-crds", "--set", "operator.replicas=0",
                   "--set", f"rbac.scope={scope}", "--set", f"watchNamespace={namespace}",
                   "--set", "metrics.service.enabled=false", "--set", "podDisruptionBudget.enabled=false", *extra)
         return f"system:serviceaccount:{namespace}:{release}-receipt-sync"

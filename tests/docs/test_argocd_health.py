@@ -54,8 +54,9 @@ def resource(spec: dict, status: dict | None = None, generation: int = 1) -> dic
 
 
 # --- statuses, from the operator's own functions ------------------------------------------------------
-st = pytest.importorskip("receiptsync_operator.status")
-merge = pytest.importorskip("receiptsync_operator.writer").apply  # the operator's own merge-patch view
+# Plain imports: a broken operator module must fail this test, never skip it.
+import receiptsync_operator.status as st  # noqa: E402
+from receiptsync_operator.status import apply as merge  # noqa: E402  the operator's own merge-patch view
 
 
 def queued(spec=ONE_OFF, generation=1) -> dict:

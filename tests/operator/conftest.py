@@ -50,7 +50,11 @@ class Env(InNamespace):
         self.operators: list[OperatorProcess] = []
         self.lease = "rs-" + self.ns
         self.clock_file = tmp_path / "clock-offset"
-        sandbox.kubectl("create", "namespace", self.ns)
+        # As a cluster admin and the chart set a tenant up: Pod Security `restricted`, the business
+        # ids it admits, and the operator's ServiceAccount + RBAC (the test runs the operator itself).
+        sandbox.prepare_namespace(self.ns)
+        self.operator_user = sandbox.install_operator_identity(self.ns)
+        self.kubeconfig = sandbox.service_account_kubeconfig(self.operator_user, tmp_path / "operator.kubeconfig")
 
     # --- operator ---------------------------------------------------------------------------------
     def operator_env(self, **overrides: str) -> dict[str, str]:
@@ -65,11 +69,12 @@ class Env(InNamespace):
             **overrides,
         }
         return operator_env(self.sandbox, namespace=self.ns, redis_url=self.redis_url, lease_name=self.lease,
-                            identity=f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}", **settings)
+                            identity=f"op-{len(self.operators)}-{uuid.uuid4().hex[:4]}", kubeconfig=self.kubeconfig,
+                            **settings)
 
     def start_operator(self, wait: bool = True, **overrides: str) -> OperatorProcess:
         env = self.operator_env(**overrides)
-        op = OperatorProcess(env, self.tmp / f"{env[contract.OPERATOR_ENV_POD_NAME]}.log",
+        op = OperatorProcess(env, self.tmp / f"{env[contract.OPERATOR_ENV_POD_NAME]}.log", self.operator_user,
                              lead_timeout=LEAD_TIMEOUT).start()
         self.operators.append(op)
         if wait:
@@ -126,11 +131,19 @@ class Env(InNamespace):
     def watch_phases(self, name: str) -> "PhaseWatch":
         return PhaseWatch(self, name)
 
+    def forbidden_calls(self) -> list[str]:
+        """The operator's API calls that kube-apiserver refused (403): RBAC the chart lacks."""
+        return [f"{e['verb']} {e['requestURI']}" for e in self.sandbox.audit(user=self.operator_user)
+                if e["responseStatus"]["code"] == 403]
+
     def close(self) -> None:
         for op in self.operators:
             op.stop()
         self.redis.flushdb()
         self.redis.close()
+        self.sandbox.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
+        # A 403 is a bug in the chart's RBAC or in the code, never something to tolerate.
+        assert not self.forbidden_calls(), f"the operator was refused: {self.forbidden_calls()[:5]}"
 
 
 class PhaseWatch:

@@ -23,7 +23,7 @@ def test_up_use_and_down(tmp_path):
     sandbox = Sandbox(tmp_path / "state")
     sandbox.start()
     try:
-        assert sandbox.up_seconds < 60
+        assert sandbox.up_seconds < 30  # the issue's bound for a warm build cache on 2 cores
         exercise(sandbox)
         env_before = dict(sandbox.env)
         second = sandbox.command("up", "--no-operator")
@@ -32,14 +32,14 @@ def test_up_use_and_down(tmp_path):
         recorded = json.loads((sandbox.state_dir / "sandbox.json").read_text())
         data_dir = Path(recorded["postgres"]["data_dir"])
         # Even with the node agent killed outright, its pods' processes must not outlive `down`.
-        os.kill(recorded["processes"]["controllers"]["pid"], signal.SIGKILL)
+        os.kill(recorded["processes"]["nodeagent"]["pid"], signal.SIGKILL)
     finally:
         down = sandbox.command("down")
     assert down.returncode == 0 and "stopped" in down.stdout
     assert procs.sandbox_processes(sandbox.state_dir) == []
     assert not any(process_running(pid) for pid in pod_pids)
     assert not data_dir.exists()
-    assert (sandbox.state_dir / "logs" / "apiserver.log").exists()
+    assert (sandbox.state_dir / "logs" / "kube-apiserver.log").exists()
     again = sandbox.command("down")
     assert again.returncode == 0 and "nothing was running" in again.stdout
     # The same state dir comes up again (as `make demo` does on every run), on new ports.
@@ -50,7 +50,7 @@ def test_up_use_and_down(tmp_path):
         assert reused.env["KUBECONFIG"] == env_before["KUBECONFIG"]
     finally:
         assert reused.command("down").returncode == 0
-    assert (sandbox.state_dir / "logs" / "apiserver.log.previous").exists()
+    assert (sandbox.state_dir / "logs" / "kube-apiserver.log.previous").exists()
 
 
 def exercise(sandbox: Sandbox) -> None:
@@ -75,15 +75,17 @@ def exercise(sandbox: Sandbox) -> None:
 
 
 def start_a_pod(sandbox: Sandbox) -> list[int]:
-    sandbox.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keep"},
+    sandbox.kubectl("create", "namespace", "keep")
+    sandbox.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keep", "namespace": "keep"},
                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "keep"}},
                             "template": {"metadata": {"labels": {"app": "keep"}},
                                          "spec": {"containers": [{"name": "main", "image": "receiptsync-operator:0.1.0",
                                                                   "command": ["sh", "-c", "trap '' TERM; sleep 300 & wait"]}]}}}})
-    sandbox.kubectl("rollout", "status", "deployment/keep", "--timeout=30s")
+    sandbox.kubectl("-n", "keep", "rollout", "status", "deployment/keep", "--timeout=30s")
 
     def pids():
-        return [pid for pod in sandbox.get("pods")["items"] for pid in container_pids(pod) if process_running(pid)]
+        return [pid for pod in sandbox.get("pods", namespace="keep")["items"] for pid in container_pids(pod)
+                if process_running(pid)]
 
     return wait_until(pids, 20, message="the pod's process")
 
@@ -96,16 +98,25 @@ def test_down_on_a_dir_that_never_ran_is_a_no_op(tmp_path):
 
 def test_up_installs_the_crd_and_runs_the_operator(tmp_path):
     with Sandbox(tmp_path / "state", operator=True) as sandbox:
-        assert sandbox.up_seconds < 60
+        assert sandbox.up_seconds < 45
         crd = sandbox.get("crd", "receiptsyncs.receipts.prosaas.pro")
         assert crd["spec"]["names"]["shortNames"] == ["rsync"]
-        deployment = sandbox.get("deployment", "receiptsync-operator", "receiptsync-system")
+        # Installed by the chart, with helm, as a user would.
+        release = sandbox.helm("list", "-n", "receiptsync-system", "-o", "json").stdout
+        assert [r["name"] for r in json.loads(release)] == ["receiptsync"]
+        deployment = sandbox.get("deployment", "receiptsync-receipt-sync", "receiptsync-system")
         assert deployment["status"]["availableReplicas"] == 1
         [pod] = sandbox.get("pods", namespace="receiptsync-system")["items"]
-        assert pod["spec"]["serviceAccountName"] == "receiptsync-operator"
-        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-        assert env["REDIS_URL"] == sandbox.env["REDIS_URL"]
-        assert env["RECEIPTSYNC_WORKER_DATABASE_URL"] == sandbox.env["DATABASE_URL"]
-        assert env["RECEIPTSYNC_WORKER_IMAGE"] == "receiptsync-worker:0.1.0"
+        assert pod["spec"]["serviceAccountName"] == "receiptsync-receipt-sync"
+        assert pod["spec"]["nodeName"] == "sandbox"
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "redis-url"
+        assert env["RECEIPTSYNC_WORKER_IMAGE"]["value"].startswith("receiptsync-worker:")
         assert sandbox.kubectl("get", "rsync", "-A").returncode == 0
+        # It talks to the API server with its own ServiceAccount, and is never refused.
+        operator = f"system:serviceaccount:receiptsync-system:{pod['spec']['serviceAccountName']}"
+        calls = wait_until(lambda: sandbox.audit(user=operator), 20, message="the operator's API calls")
+        assert not [c for c in calls if c["responseStatus"]["code"] == 403], "the operator got a 403"
+        logs = sandbox.kubectl("-n", "receiptsync-system", "logs", pod["metadata"]["name"]).stdout
+        assert '"leading"' in logs
     assert procs.sandbox_processes(sandbox.state_dir) == []

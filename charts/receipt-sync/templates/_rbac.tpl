@@ -34,8 +34,9 @@ watched namespace in namespace scope. Every rule says why the operator needs it.
     verbs: ["get"]
   {{- end }}
   # Kubernetes Events on every phase transition (kubectl describe rsync): the operator and kopf
-  # post core/v1 Events (patch: a repeated event is counted on the existing one).
+  # post core/v1 Events (patch: a repeated event is counted on the existing one); list: a worker
+  # Job's FailedCreate (e.g. a quota refusal) is only told in an Event.
   - apiGroups: [""]
     resources: ["events"]
-    verbs: ["create", "patch"]
+    verbs: ["create", "patch", "list"]
 {{- end }}

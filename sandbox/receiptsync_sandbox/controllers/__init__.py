@@ -1,1 +1,0 @@
-"""The sandbox's controller-manager: Job, ReplicaSet and Deployment controllers (pure decisions + I/O shells)."""
