@@ -25,8 +25,7 @@ import redis
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.gmail.samples import generate_mailbox
-from receiptsync_sandbox.kubeconfig import service_account_token
-from receiptsync_sandbox.testing import (InNamespace, OperatorProcess, Sandbox, container_pids, emulator_admin,
+from receiptsync_sandbox.testing import (OperatorProcess, Sandbox, TenantWorld, container_pids, emulator_admin,
                                         receiptsync_manifest, wait_until)
 
 HERE = Path(__file__).resolve().parent
@@ -56,32 +55,23 @@ class Mailbox:
         return [m for m in self.truth if m.is_receipt and a <= m.date.astimezone(dt.timezone.utc).date() <= b]
 
 
-class World(InNamespace):
-    """One test's world: a namespace, a Redis DB, operators (real workers), kubectl, DB and emulator helpers."""
+class World(TenantWorld):
+    """One test's world: a tenant namespace (TenantWorld), a Redis DB, operators (real workers),
+    kubectl, DB and emulator helpers."""
 
     def __init__(self, sandbox: Sandbox, tmp: Path, mailboxes: dict[str, Mailbox]) -> None:
-        self.sandbox = sandbox
-        self.tmp = tmp
+        super().__init__(sandbox, tmp, prefix="f-")
         self.mailboxes = mailboxes
-        self.ns = "f-" + uuid.uuid4().hex[:8]
         base = sandbox.env["REDIS_URL"].rsplit("/", 1)[0]
         self.redis_url = f"{base}/{next(_db_numbers) % 16}"
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
         self.redis.flushdb()
         self.database_url = sandbox.env["DATABASE_URL"]
         self.gmail = sandbox.env["GMAIL_API_ENDPOINT"].rstrip("/")
-        self.operators: list[OperatorProcess] = []
-        self.lease = "rs-" + self.ns
-        self.service_account = "receiptsync-operator"
         self.businesses: list[str] = []
         self._emulator_before = self.emulator_config()
-        sandbox.kubectl("create", "namespace", self.ns)
 
     # --- operator ---------------------------------------------------------------------------------------
-    @property
-    def operator_user(self) -> str:
-        return service_account_token(self.ns, self.service_account)
-
     def operator_env(self, **overrides: str) -> dict[str, str]:
         return self._operator(**overrides).env
 
@@ -106,7 +96,7 @@ class World(InNamespace):
         }
         return OperatorProcess.prepare(self.sandbox, self.tmp / f"{identity}.log", namespace=self.ns,
                                        redis_url=self.redis_url, identity=identity, lease_name=self.lease,
-                                       token=self.operator_user, **settings)
+                                       service_account=self.operator_user, **settings)
 
     # --- kubectl ----------------------------------------------------------------------------------------
     def apply(self, *objects: dict, check: bool = True):
@@ -246,12 +236,12 @@ class World(InNamespace):
             self.emulator_config(**before)
         except Exception:  # noqa: BLE001 - best effort
             pass
-        self.sandbox.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
         try:
             self.redis.flushdb()
             self.redis.close()
         except redis.RedisError:
             pass
+        super().close()
 
 
 def add(report: dict, item: str, **numbers: int) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -197,9 +196,8 @@ def _granted(objects: list[dict]) -> set[tuple[str, str, str]]:
 
 
 def _audit(world, user: str) -> list[dict]:
-    url = f"{world.sandbox.env['RECEIPTSYNC_SANDBOX_API']}/sandbox/audit?user={urllib.request.quote(user)}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
+    """kube-apiserver's audit records of ``user``'s requests (one per request, ResponseComplete)."""
+    return world.sandbox.audit(user=user)
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +220,10 @@ def operator_api_use(fault_sandbox, mailboxes, tmp_path_factory):
         op.stop()
         entries = _audit(world, world.operator_user)
         assert entries, "no API calls recorded for the operator's user"
-        used = {(e["verb"], e["apiGroup"], e["resource"] + (f"/{e['subresource']}" if e["subresource"] else ""))
-                for e in entries}
-        yield world.ns, used, sum(e["count"] for e in entries)
+        refs = [e.get("objectRef") for e in entries if e.get("objectRef")]
+        used = {(e["verb"], ref.get("apiGroup", ""), ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else ""))
+                for e, ref in ((e, e.get("objectRef")) for e in entries) if ref}
+        yield world.ns, used, len(refs)
     finally:
         world.close()
 

@@ -17,7 +17,7 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
-from receiptsync_sandbox.testing import (InNamespace, OperatorProcess, closing_world, operator_env,
+from receiptsync_sandbox.testing import (OperatorProcess, TenantWorld, closing_world, operator_env,
                                         receiptsync_manifest, wait_until)
 
 HERE = Path(__file__).resolve().parent
@@ -36,25 +36,16 @@ def crd(sandbox):
     return True
 
 
-class Env(InNamespace):
-    """One test's world: namespace, Redis DB, operators, and kubectl helpers."""
+class Env(TenantWorld):
+    """One test's world: a tenant namespace (TenantWorld), a Redis DB, operators, kubectl helpers."""
 
     def __init__(self, sandbox, tmp_path: Path) -> None:
-        self.sandbox = sandbox
-        self.ns = "t-" + uuid.uuid4().hex[:8]
-        self.tmp = tmp_path
+        super().__init__(sandbox, tmp_path)
         base = sandbox.env["REDIS_URL"].rsplit("/", 1)[0]
         self.redis_url = f"{base}/{next(_db_numbers) % 16}"
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
         self.redis.flushdb()
-        self.operators: list[OperatorProcess] = []
-        self.lease = "rs-" + self.ns
         self.clock_file = tmp_path / "clock-offset"
-        # As a cluster admin and the chart set a tenant up: Pod Security `restricted`, the business
-        # ids it admits, and the operator's ServiceAccount + RBAC (the test runs the operator itself).
-        sandbox.prepare_namespace(self.ns)
-        self.operator_user = sandbox.install_operator_identity(self.ns)
-        self.kubeconfig = sandbox.service_account_kubeconfig(self.operator_user, tmp_path / "operator.kubeconfig")
 
     # --- operator ---------------------------------------------------------------------------------
     def operator_env(self, **overrides: str) -> dict[str, str]:
@@ -131,19 +122,12 @@ class Env(InNamespace):
     def watch_phases(self, name: str) -> "PhaseWatch":
         return PhaseWatch(self, name)
 
-    def forbidden_calls(self) -> list[str]:
-        """The operator's API calls that kube-apiserver refused (403): RBAC the chart lacks."""
-        return [f"{e['verb']} {e['requestURI']}" for e in self.sandbox.audit(user=self.operator_user)
-                if e["responseStatus"]["code"] == 403]
-
     def close(self) -> None:
         for op in self.operators:
             op.stop()
         self.redis.flushdb()
         self.redis.close()
-        self.sandbox.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
-        # A 403 is a bug in the chart's RBAC or in the code, never something to tolerate.
-        assert not self.forbidden_calls(), f"the operator was refused: {self.forbidden_calls()[:5]}"
+        super().close()
 
 
 class PhaseWatch:
