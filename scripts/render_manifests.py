@@ -1,4 +1,5 @@
-"""Render the plain manifests in manifests/rbac/ and manifests/operator/ from the Helm chart.
+"""Render the plain manifests in manifests/rbac/, manifests/operator/ and manifests/policy/ from the
+Helm chart.
 
     python scripts/render_manifests.py          # rewrite them
     python scripts/render_manifests.py --check  # exit 1 when they are out of date
@@ -36,6 +37,8 @@ LAYOUT = {
     "Deployment": ("operator", "deployment.yaml"),
     "Service": ("operator", "service.yaml"),
     "PodDisruptionBudget": ("operator", "poddisruptionbudget.yaml"),
+    "ValidatingAdmissionPolicy": ("policy", "validatingadmissionpolicy.yaml"),
+    "ValidatingAdmissionPolicyBinding": ("policy", "validatingadmissionpolicybinding.yaml"),
 }
 LAYOUT_PATHS = {f"{folder}/{name}" for folder, name in LAYOUT.values()}
 HEADER = (

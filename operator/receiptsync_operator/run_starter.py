@@ -1,7 +1,7 @@
 """Starting runs: for a spec edit or a run-now value (:func:`runs.next_run`), or a schedule tick
-(:func:`runs.schedule_step`), after the checks a worker cannot do for itself (the Secret and its key,
-the connection Secret). Enqueueing and Job creation are the dispatcher's; stopping replaced runs'
-Jobs is the attempts'."""
+(:func:`runs.schedule_step`), after the checks of the spec a worker cannot do for itself (the
+operator reads no Secret: a missing one shows on the worker's pod). Enqueueing and Job creation
+are the dispatcher's; stopping replaced runs' Jobs is the attempts'."""
 from __future__ import annotations
 
 import datetime as dt
@@ -17,22 +17,10 @@ from .attempts import Attempts
 from .context import Context, log_extra, utcnow
 from .dispatcher import Dispatcher
 from .events import WARNING
-from .kube import ApiError, core_path
 from .resource_cache import Key, Resource
 from .status import messages as say
 
 logger = logging.getLogger("receiptsync_operator.runs")
-
-
-def connection_secret_problem(secret: Mapping[str, Any] | None, *, name: str, namespace: str) -> str | None:
-    """Why workers could not get their connection URLs from ``secret`` (None: they can)."""
-    env = contract.OPERATOR_ENV_WORKER_CONNECTION_SECRET
-    if secret is None:
-        return say.connection_secret_missing(name, env, namespace)
-    data = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
-    missing = [k for k in (contract.CONNECTION_SECRET_REDIS_URL_KEY, contract.CONNECTION_SECRET_DATABASE_URL_KEY)
-               if not data.get(k)]
-    return say.connection_secret_incomplete(name, env, namespace, missing) if missing else None
 
 
 class RunStarter:
@@ -62,37 +50,6 @@ class RunStarter:
             await self.start(item, key, current, trigger)
         self.dispatcher.wake()
 
-    async def _read_secret(self, namespace: str, spec: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-        """(checkable, Secret or None). Without RBAC to read Secrets the check is skipped: the pod
-        watch names CreateContainerConfigError, which is better than never starting."""
-        name, _ = validation.secret_ref(spec)
-        if not name:
-            return True, None
-        try:
-            return True, await self.ctx.kube.get(core_path("secrets", namespace, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return True, None
-            if exc.status == 403:
-                logger.warning("not allowed to read Secrets; skipping the credentials check",
-                               extra={"object": {"namespace": namespace, "name": name}})
-                return False, None
-            raise
-
-    async def _connection_problem(self, namespace: str) -> str | None:
-        name = self.ctx.settings.worker_connection_secret
-        if not name:
-            return None
-        try:
-            secret = await self.ctx.kube.get(core_path("secrets", namespace, name))
-        except ApiError as exc:
-            if exc.status == 403:
-                return None
-            if exc.status != 404:
-                raise
-            secret = None
-        return connection_secret_problem(secret, name=name, namespace=namespace)
-
     async def start(self, item: Resource, key: Key, current: Mapping[str, Any], trigger: runs.Trigger, *,
                     replace: bool = False, extra: Mapping[str, Any] | None = None) -> bool:
         """Start a run for ``trigger`` (the caller holds the lock); ``extra``: status news to write
@@ -103,13 +60,10 @@ class RunStarter:
                       trigger=trigger.kind, spec=item.spec, schedule_time=trigger.schedule_time)
         reason = contract.REASON_INVALID_SPEC
         try:
-            checkable, secret = await self._read_secret(key[0], item.spec)
-            validation.validate(item.spec, secret, check_secret=checkable)
+            # The operator never reads Secrets: a missing Gmail Secret or key shows on the worker's
+            # pod (CreateContainerConfigError), which status names.
+            validation.validate(item.spec, None, check_secret=False)
             payload = runs.build_payload(item.meta, item.spec, run_id=run_id, attempt=1, now=now)
-            problem = await self._connection_problem(key[0])
-            if problem:
-                reason = contract.REASON_CONNECTION_SECRET_MISSING
-                raise validation.InvalidSpec(problem)
         except validation.InvalidSpec as exc:
             message = str(exc)
             logger.warning("run cannot start: %s", message, extra=log_extra(key, run=run_id, reason=reason))

@@ -170,8 +170,6 @@ def test_auth_error_fails_at_once_without_retry(env):
 @pytest.mark.parametrize("case,spec,field", [
     ("baddate", {"fromDate": "2025-02-30", "toDate": "2025-03-31"}, "spec.fromDate"),
     ("badtz", {"timeZone": "Mars/Olympus"}, "spec.timeZone"),
-    ("nosecret", {"gmail": {"secretRef": {"name": "missing"}}}, "spec.gmail.secretRef.name"),
-    ("nokey", {"gmail": {"secretRef": {"name": "gmail", "key": "token.json"}}}, "spec.gmail.secretRef.key"),
 ])
 def test_invalid_specs_fail_in_status_naming_the_field(env, case, spec, field):
     env.start_operator()
@@ -186,6 +184,23 @@ def test_invalid_specs_fail_in_status_naming_the_field(env, case, spec, field):
     resource_version = env.get(c.PLURAL, case)["metadata"]["resourceVersion"]
     time.sleep(1.5)
     assert env.get(c.PLURAL, case)["metadata"]["resourceVersion"] == resource_version
+
+
+@pytest.mark.parametrize("case,ref,words", [
+    ("nosecret", {"name": "missing"}, 'secret "missing" not found'),
+    ("nokey", {"name": "gmail", "key": "token.json"}, "couldn't find key token.json"),
+])
+def test_missing_gmail_secret_or_key_is_seen_on_the_pod_never_read_by_the_operator(env, case, ref, words):
+    """The operator reads no Secret (issue 14): the kubelet's CreateContainerConfigError names what is
+    missing, and the run fails for good (no retry can create a Secret)."""
+    env.start_operator()
+    env.apply(env.secret())
+    env.apply(env.rsync(case, gmail={"secretRef": ref}, backoffLimit=3))
+    failed = env.wait_phase(case, c.PHASE_FAILED, reason=c.REASON_WORKER_CONFIG_ERROR, timeout=30)
+    assert "CreateContainerConfigError" in failed["message"] and words in failed["message"]
+    assert failed["attempt"] == 1  # not retried
+    assert not [e for e in env.sandbox.audit(user=env.operator_user) if (e.get("objectRef") or {}).get("resource")
+                == "secrets" and e["verb"] in ("get", "list", "watch")]
 
 
 def test_schema_rejects_from_after_to_at_apply(env):

@@ -270,8 +270,10 @@ def test_worker_connection_urls_from_a_secret(env):
     env.start_operator(**{c.OPERATOR_ENV_WORKER_CONNECTION_SECRET: "receiptsync-connections"})
     env.apply(env.secret())
     env.apply(env.rsync("nosecret", query="standin:duration=0.2"))
-    failed = env.wait_phase("nosecret", c.PHASE_FAILED, reason=c.REASON_CONNECTION_SECRET_MISSING)
-    assert "receiptsync-connections" in failed["message"] and env.jobs() == []
+    # The operator reads no Secret (issue 14): the pod's CreateContainerConfigError names it.
+    failed = env.wait_phase("nosecret", c.PHASE_FAILED, reason=c.REASON_WORKER_CONFIG_ERROR, timeout=30)
+    assert "receiptsync-connections" in failed["message"] and "CreateContainerConfigError" in failed["message"]
+    env.kubectl("delete", "job", "--all")
     env.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "receiptsync-connections"},
                "stringData": {c.CONNECTION_SECRET_REDIS_URL_KEY: env.redis_url,
                               c.CONNECTION_SECRET_DATABASE_URL_KEY: "postgresql://u:pw@db.invalid/x"}})

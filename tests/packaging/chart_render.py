@@ -33,7 +33,9 @@ COMBINATIONS: dict[str, list[str]] = {
     "namespace-scope": ["--set", "rbac.scope=namespace"],
     "namespace-scope-other-namespace": ["--set", "rbac.scope=namespace", "--set", "watchNamespace=tenants"],
     "cluster-scope-one-namespace": ["--set", "rbac.scope=cluster", "--set", "watchNamespace=tenants"],
-    "no-secret-access": ["--set", "rbac.secretAccess=false"],
+    "shared-worker-credentials": ["--set", "tenancy.workerCredentials=shared"],
+    "business-ids-optional": ["--set", "tenancy.requireBusinessIds=false"],
+    "no-admission-policy": ["--set", "tenancy.admissionPolicy.create=false"],
     "network-policy": ["--set", "networkPolicy.enabled=true"],
     "network-policy-egress": [
         "--set", "networkPolicy.enabled=true", "--set", "networkPolicy.restrictEgress=true",

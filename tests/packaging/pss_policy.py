@@ -105,8 +105,10 @@ OPERATOR_RBAC_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("receipts.prosaas.pro", "receiptsyncs/status"): {"get", "patch", "update"},
     ("receipts.prosaas.pro", "receiptsyncs/finalizers"): {"update"},
     ("batch", "jobs"): {"create", "delete", "get", "list", "watch"},
-    ("", "secrets"): {"get"},
-    ("", "events"): {"create", "patch"},
+    # Per-attempt worker-credentials Secrets (issue 14): never read, only created and deleted.
+    ("", "secrets"): {"create", "delete"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "events"): {"create", "patch", "list"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},

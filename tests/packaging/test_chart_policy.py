@@ -112,7 +112,8 @@ def test_the_rbac_check_catches_excess():
     assert rbac_violations([{"apiGroups": ["*"], "resources": ["jobs"], "verbs": ["get"]}])
     assert rbac_violations([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}])
     assert rbac_violations([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}])
-    assert rbac_violations([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}])
+    assert rbac_violations([{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}])
+    assert rbac_violations([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
     assert rbac_violations([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["*"]}])
     assert rbac_violations([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
 
@@ -130,12 +131,12 @@ def test_rbac_grants_what_the_operator_needs():
     assert granted == needed
 
 
-def test_secret_access_is_get_only_and_can_be_switched_off():
+def test_secrets_are_never_read_only_created_and_deleted_and_not_at_all_with_shared_credentials():
     def secret_rules(objects):
         return [rule for o in objects if o["kind"] in RBAC_KINDS for rule in o["rules"] if "secrets" in rule["resources"]]
 
-    assert [rule["verbs"] for rule in secret_rules(template())] == [["get"]]
-    assert secret_rules(template(COMBINATIONS["no-secret-access"])) == []
+    assert [rule["verbs"] for rule in secret_rules(template())] == [["create", "delete"]]
+    assert secret_rules(template(COMBINATIONS["shared-worker-credentials"])) == []
 
 
 @pytest.mark.parametrize("combination", ["defaults", "namespace-scope"])

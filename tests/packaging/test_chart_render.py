@@ -60,7 +60,8 @@ def test_every_object_is_labelled_and_namespaced_where_it_should_be():
         labels = obj["metadata"].get("labels") or {}
         assert labels.get("app.kubernetes.io/instance") == "rs", obj["metadata"]["name"]
         assert labels.get("app.kubernetes.io/part-of") == "receiptsync"
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                               "ValidatingAdmissionPolicyBinding"):
             assert obj["metadata"].get("namespace") == NAMESPACE, f"{obj['kind']} {obj['metadata']['name']}"
 
 
@@ -78,6 +79,10 @@ def test_default_install_objects():
         ("RoleBinding", "rs-receipt-sync-leader-election"),
         ("Service", "rs-receipt-sync-metrics"),
         ("ServiceAccount", "rs-receipt-sync"),
+        ("ValidatingAdmissionPolicy", "rs-receipt-sync-business-ids"),
+        ("ValidatingAdmissionPolicy", "rs-receipt-sync-operator-secrets"),
+        ("ValidatingAdmissionPolicyBinding", "rs-receipt-sync-business-ids"),
+        ("ValidatingAdmissionPolicyBinding", "rs-receipt-sync-operator-secrets"),
     ]
     (deployment,) = find(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2

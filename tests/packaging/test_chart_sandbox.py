@@ -74,6 +74,9 @@ def _create_credentials(sandbox, namespace: str) -> None:
     credentials = authorized_user("demo@example.com", sandbox.env["GMAIL_TOKEN_URI"],
                                   client_id="demo-client.apps.example.com", client_secret="demo-client-secret")
     sandbox.kubectl("create", "namespace", namespace)
+    # As a cluster admin does for a tenant: the business ids this namespace may sync (the chart's
+    # admission policy refuses a ReceiptSync in a namespace without them).
+    sandbox.kubectl("annotate", "namespace", namespace, "receipts.prosaas.pro/business-ids=demo-business")
     sandbox.kubectl("-n", namespace, "create", "secret", "generic", "gmail-demo",
                     f"--from-literal={contract.DEFAULT_CREDENTIALS_KEY}={json.dumps(credentials)}")
 
@@ -143,6 +146,14 @@ def test_plain_manifests_install_the_same_operator(sandbox, tmp_path):
                     f"--from-literal=database-url={sandbox.env['DATABASE_URL']}",
                     f"--from-literal=gmail-api-endpoint={sandbox.env['GMAIL_API_ENDPOINT']}")
     sandbox.kubectl("apply", "-k", str(overlay))
+    try:
+        _plain_install_serves_a_tenant(sandbox)
+    finally:
+        # The policies are cluster-wide: leave the session's sandbox as it was for the suites after us.
+        sandbox.kubectl("delete", "-f", str(base / "policy"), check=False)
+
+
+def _plain_install_serves_a_tenant(sandbox) -> None:
     sandbox.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/receiptsync-operator", "--timeout=60s", timeout=70)
     (pod,) = sandbox.get("pods", namespace=NAMESPACE, check=True)["items"]
     lease = wait_until(lambda: sandbox.get("lease", "receiptsync-operator", NAMESPACE, check=False), timeout=30,

@@ -26,12 +26,15 @@ watched namespace in namespace scope. Every rule says why the operator needs it.
   - apiGroups: [""]
     resources: ["pods"]
     verbs: ["get", "list", "watch"]
-  {{- if .Values.rbac.secretAccess }}
-  # Check that spec.gmail.secretRef names an existing Secret holding the key (InvalidSpec otherwise).
-  # get only, no list/watch; values are never logged and never leave the operator.
+  {{- if eq .Values.tenancy.workerCredentials "perAttempt" }}
+  # One Secret per worker attempt with that attempt's own database, Redis and heartbeat credentials:
+  # created before its Job, deleted when the attempt ends. No get/list/watch: the operator never
+  # reads a Secret (tenants' Gmail Secrets reach only their own worker, by secretKeyRef). RBAC cannot
+  # narrow create/delete to names chosen at run time; the operator-secrets admission policy limits
+  # both to Secrets labelled as worker credentials.
   - apiGroups: [""]
     resources: ["secrets"]
-    verbs: ["get"]
+    verbs: ["create", "delete"]
   {{- end }}
   # Kubernetes Events on every phase transition (kubectl describe rsync): the operator and kopf
   # post core/v1 Events (patch: a repeated event is counted on the existing one); list: a worker
