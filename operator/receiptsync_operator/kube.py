@@ -191,15 +191,16 @@ class Kube:
         content_type: str = "application/json",
         fenced: bool = True,
     ) -> dict[str, Any]:
-        if fenced and method != "GET" and not self.may_write():
-            raise ApiError(503, {"reason": "NotLeader", "message": "this replica does not hold the lease"},
-                           method, path)
         await self._check_files()
         data = None if body is None else json.dumps(body)
         reloaded = False
         waited = 0.0
         retry = 0
         while True:
+            # Asked before every try: a retry after a back-off (or a freeze) may no longer be ours to send.
+            if fenced and method != "GET" and not self.may_write():
+                raise ApiError(503, {"reason": "NotLeader", "message": "this replica does not hold the lease"},
+                               method, path)
             session = await self.session()
             headers = self._headers()
             if body is not None:

@@ -62,6 +62,10 @@ class LeaderElector:
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
     async def try_acquire(self) -> bool:
+        """Take or renew the lease. A success counts from when this attempt began, not when its
+        answer came: a process frozen (SIGSTOP, a long GC pause) with the PUT in flight must not
+        wake up believing it renewed just now, while another replica has taken over meanwhile."""
+        began = time.monotonic()
         now = dt.datetime.now(dt.timezone.utc)
         try:
             current = await self.kube.get(self._path)
@@ -75,7 +79,7 @@ class LeaderElector:
                 if create_exc.status == 409:
                     return False
                 raise
-            self._last_renew = time.monotonic()
+            self._last_renew = began
             return True
         spec = current.get("spec") or {}
         record = (current.get("metadata") or {}).get("resourceVersion"), spec.get("holderIdentity"), \
@@ -90,7 +94,7 @@ class LeaderElector:
             if exc.status == 409:  # someone else wrote it first
                 return False
             raise
-        self._last_renew = time.monotonic()
+        self._last_renew = began
         return True
 
     def is_leading(self) -> bool:
