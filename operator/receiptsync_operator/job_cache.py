@@ -97,11 +97,13 @@ class JobCache:
         return self._monotonic() - since
 
     def trouble_for(self, namespace: str, pod: str, word: str) -> float:
-        """How long the pod has shown ``word`` (our clock); a new word starts the count again."""
+        """How long the pod has shown this trouble (our clock); another kind of trouble starts the
+        count again (ErrImagePull and ImagePullBackOff are one kind: job_state.trouble_kind)."""
         key = (namespace, pod)
+        kind = job_state.trouble_kind(word)
         current = self._trouble.get(key)
-        if current is None or current[0] != word:
-            current = (word, self._monotonic())
+        if current is None or current[0] != kind:
+            current = (kind, self._monotonic())
             self._trouble[key] = current
         return self._monotonic() - current[1]
 

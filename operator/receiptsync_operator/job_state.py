@@ -101,6 +101,13 @@ class PodTrouble:
         return say.pod_trouble(self.word, self.pod, self.detail)
 
 
+def trouble_kind(word: str) -> str:
+    """What one lasting trouble is timed as. The kubelet alternates ErrImagePull (a try failed) and
+    ImagePullBackOff (waiting for the next try, 10 s doubling) for one image it cannot pull: one
+    trouble, or the pull timeout would start again with every try and never be reached."""
+    return "ImagePull" if word in IMAGE_PULL_WORDS else word
+
+
 def _worker_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     return next((s for s in statuses if s.get("name") == WORKER_CONTAINER), statuses[0] if statuses else {})

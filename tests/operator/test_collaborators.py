@@ -92,11 +92,14 @@ def test_job_cache_counts_slots_in_scope_and_remembers_on_its_own_clock():
     cache.bad_for("ns", "a", "failed")
     ticker.advance(5)
     assert cache.bad_for("ns", "a", "failed") == 5.0
-    assert cache.trouble_for("ns", "p", "ErrImagePull") == 0.0
+    assert cache.trouble_for("ns", "p", "Unschedulable") == 0.0
     ticker.advance(3)
-    assert cache.trouble_for("ns", "p", "ImagePullBackOff") == 0.0  # a new word starts again
+    assert cache.trouble_for("ns", "p", "ErrImagePull") == 0.0  # another trouble starts again
     ticker.advance(2)
+    # The kubelet alternates these two for one image it cannot pull: one trouble, still counting.
     assert cache.trouble_for("ns", "p", "ImagePullBackOff") == 2.0
+    ticker.advance(10)
+    assert cache.trouble_for("ns", "p", "ErrImagePull") == 12.0
 
 
 # --- liveness on the operator's clock -------------------------------------------------------------------
