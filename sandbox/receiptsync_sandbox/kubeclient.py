@@ -18,7 +18,6 @@ from urllib.parse import quote
 import aiohttp
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
@@ -67,10 +66,6 @@ CONFIGMAPS = Resource("v1", "configmaps", "ConfigMap")
 SERVICEACCOUNTS = Resource("v1", "serviceaccounts", "ServiceAccount")
 NODES = Resource("v1", "nodes", "Node", namespaced=False)
 LEASES = Resource("coordination.k8s.io/v1", "leases", "Lease")
-NAMESPACES = Resource("v1", "namespaces", "Namespace", namespaced=False)
-JOBS = Resource("batch/v1", "jobs", "Job")
-DEPLOYMENTS = Resource("apps/v1", "deployments", "Deployment")
-REPLICASETS = Resource("apps/v1", "replicasets", "ReplicaSet")
 
 
 class KubeClient:

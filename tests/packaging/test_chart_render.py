@@ -116,7 +116,7 @@ def test_operator_env_follows_the_contract():
     env = operator_env(template())
     for name in (contract.OPERATOR_ENV_REDIS_URL, contract.OPERATOR_ENV_NAMESPACE, contract.OPERATOR_ENV_MAX_WORKERS,
                  contract.OPERATOR_ENV_HEARTBEAT_TIMEOUT, contract.OPERATOR_ENV_WORKER_IMAGE,
-                 contract.OPERATOR_ENV_WORKER_DATABASE_URL, contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT,
+                 contract.OPERATOR_ENV_DATABASE_URL, contract.OPERATOR_ENV_WORKER_GMAIL_API_ENDPOINT,
                  contract.OPERATOR_ENV_METRICS_PORT, contract.OPERATOR_ENV_LEASE_NAME,
                  contract.OPERATOR_ENV_LEASE_DURATION, contract.OPERATOR_ENV_POD_NAME,
                  contract.OPERATOR_ENV_POD_NAMESPACE, contract.OPERATOR_ENV_WORKER_JOB_TTL,
@@ -124,8 +124,13 @@ def test_operator_env_follows_the_contract():
         assert name in env, name
     # URLs come from an existing Secret by default: no credentials in the Deployment.
     assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "receiptsync-connections", "key": "redis-url"}
-    assert env["RECEIPTSYNC_WORKER_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+    assert env["RECEIPTSYNC_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "receiptsync-connections", "key": "database-url"}
+    # Issue 14: per-attempt worker credentials derived from an (optional) key in the same Secret.
+    assert env[contract.OPERATOR_ENV_WORKER_CREDENTIALS]["value"] == contract.WORKER_CREDENTIALS_PER_ATTEMPT
+    assert env[contract.OPERATOR_ENV_CREDENTIAL_KEY]["valueFrom"]["secretKeyRef"] == {
+        "name": "receiptsync-connections", "key": "credential-key", "optional": True}
+    assert contract.OPERATOR_ENV_WORKER_DATABASE_URL not in env
     assert env["RECEIPTSYNC_NAMESPACE"]["value"] == ""  # cluster scope: every namespace
     assert env["RECEIPTSYNC_MAX_WORKERS"]["value"] == "4"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -148,14 +153,14 @@ def test_worker_connection_secret_and_no_gmail_lookup():
 def test_operator_env_with_plain_values_and_bundled_stores():
     env = operator_env(template(COMBINATIONS["plain-urls"] + ["--set", "maxWorkers=9"]))
     assert env["REDIS_URL"] == {"name": "REDIS_URL", "value": "redis://redis.example:6379/0"}
-    assert env["RECEIPTSYNC_WORKER_DATABASE_URL"]["value"] == "postgresql://u:p@pg.example:5432/receiptsync"
+    assert env["RECEIPTSYNC_DATABASE_URL"]["value"] == "postgresql://u:p@pg.example:5432/receiptsync"
     assert env["RECEIPTSYNC_GMAIL_API_ENDPOINT"]["value"] == "http://gmail-emulator.example:8080"
     assert env["RECEIPTSYNC_MAX_WORKERS"]["value"] == "9"
 
     objects = template(COMBINATIONS["bundled-stores"])
     env = operator_env(objects)
     assert env["REDIS_URL"]["value"] == f"redis://rs-receipt-sync-redis.{NAMESPACE}.svc:6379/0"
-    ref = env["RECEIPTSYNC_WORKER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    ref = env["RECEIPTSYNC_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     (secret,) = find(objects, "Secret", ref["name"])
     url = base64.b64decode(secret["data"][ref["key"]]).decode()
     password = base64.b64decode(secret["data"]["password"]).decode()
@@ -240,7 +245,7 @@ BAD_VALUES = {
     "maxWorkers of the wrong type": ["--set", "maxWorkers=many"],
     "unknown rbac scope": ["--set", "rbac.scope=galaxy"],
     "unknown top-level value": ["--set", "replicaCount=3"],
-    "zero replicas": ["--set", "operator.replicas=0"],
+    "negative replicas": ["--set", "operator.replicas=-1"],
     "privilege escalation": ["--set", "worker.securityContext.allowPrivilegeEscalation=true"],
     "root pod": ["--set", "operator.podSecurityContext.runAsNonRoot=false"],
     "bad redis url": ["--set", "redis.url=http://not-redis"],
@@ -312,3 +317,19 @@ def test_worker_tuning_reaches_the_operator_only_when_set():
     assert tuned["RECEIPTSYNC_QUOTA_BURST_UNITS"]["value"] == "50"
     assert tuned["RECEIPTSYNC_FETCH_THREADS"]["value"] == "8"
     assert "RECEIPTSYNC_FETCH_THREADS" not in operator_env(template([]))
+
+
+def test_zero_replicas_installs_the_identity_only():
+    """operator.replicas=0: the ServiceAccount and RBAC without an operator pod (the test suite runs
+    its operator as a process with that identity)."""
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(template_text(["--set", "operator.replicas=0"]).stdout) if doc]
+    assert "ServiceAccount" in kinds and "Role" in kinds or "ClusterRole" in kinds
+    deployment = [doc for doc in yaml.safe_load_all(template_text(["--set", "operator.replicas=0"]).stdout)
+                  if doc and doc["kind"] == "Deployment"]
+    assert [d["spec"]["replicas"] for d in deployment] == [0]
+
+
+def test_shared_worker_credentials_need_no_key_and_no_secret_rights():
+    env = operator_env(template(COMBINATIONS["shared-worker-credentials"]))
+    assert env[contract.OPERATOR_ENV_WORKER_CREDENTIALS]["value"] == contract.WORKER_CREDENTIALS_SHARED
+    assert contract.OPERATOR_ENV_CREDENTIAL_KEY not in env
