@@ -5,9 +5,12 @@ restarted operator re-enqueueing the same attempt neither duplicates it nor lose
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
 
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
@@ -19,6 +22,14 @@ from .dispatch import Entry
 # default pool raises); a bounded wait still surfaces a Redis that does not answer.
 MAX_CONNECTIONS = 32
 CONNECTION_WAIT_SECONDS = 10.0
+
+
+def score_pairs(reply: Any) -> list[tuple[bytes, float]]:
+    """(member, score) from an undecoded ZRANGE ... WITHSCORES reply: flat in RESP2, pairs in RESP3."""
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(member, float(score)) for member, score in reply]
+    items = list(reply or [])
+    return [(items[i], float(items[i + 1])) for i in range(0, len(items) - 1, 2)]
 
 
 class Queue:
@@ -42,15 +53,32 @@ class Queue:
             await pipe.execute()
 
     async def entries(self) -> list[Entry]:
+        """Every queued attempt. Members are read as bytes: one that is not even UTF-8 cannot be a job
+        id anybody enqueued, and decoding it would fail the whole read (no dispatch for anyone), so
+        it is set aside at once instead (dead-letter, logged)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for priority in contract.PRIORITIES:
-                pipe.zrange(contract.queue_key(priority), 0, -1, withscores=True)
+                pipe.execute_command("ZRANGE", contract.queue_key(priority), 0, -1, "WITHSCORES",
+                                     **{NEVER_DECODE: True})
             results = await pipe.execute()
-        return [
-            Entry(job_id=job_id, priority=priority, score=float(score))
-            for priority, members in zip(contract.PRIORITIES, results)
-            for job_id, score in members
-        ]
+        entries, undecodable = [], []
+        for priority, reply in zip(contract.PRIORITIES, results):
+            for member, score in score_pairs(reply):
+                try:
+                    entries.append(Entry(job_id=member.decode(), priority=priority, score=score))
+                except UnicodeDecodeError:
+                    undecodable.append((priority, member))
+        if undecodable:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for priority, member in undecodable:
+                    pipe.zrem(contract.queue_key(priority), member)
+                    pipe.zadd(contract.DEAD_LETTER_KEY, {member: time.time()})
+                await pipe.execute()
+            for priority, member in undecodable:
+                logging.getLogger("receiptsync_operator.queue").error(
+                    "queue entry that is not a job id (not UTF-8) set aside (dead-letter)",
+                    extra={"priority": priority, "entry": repr(member[:60])})
+        return entries
 
     async def contains(self, job_id: str) -> bool:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -91,3 +91,25 @@ async def test_heartbeats_of_many_attempts_in_one_round_trip(client):
     await client.hset(c.heartbeat_key("a"), mapping={c.HB_PHASE: c.PHASE_STARTED})
     assert await queue.heartbeats([]) == {}
     assert await queue.heartbeats(["a", "b"]) == {"a": {c.HB_PHASE: c.PHASE_STARTED}, "b": {}}
+
+
+async def test_an_entry_that_is_not_utf8_is_set_aside_and_the_rest_still_read(client):
+    """Garbage bytes in a queue must not make every read of the queue fail (no dispatch for anyone)."""
+    q = Queue(client)
+    await q.enqueue(payload("ns.a.u.r1.a1"), score=10)
+    await client.zadd(c.queue_key("high"), {b"\xff\xfe\x00poison": 1})
+    await client.zadd(c.queue_key("low"), {"not-a-job-id": 2})  # decodable garbage: the dispatcher's to set aside
+    entries = await q.entries()
+    assert [(e.job_id, e.priority, e.score) for e in entries] == [("ns.a.u.r1.a1", "default", 10.0),
+                                                                  ("not-a-job-id", "low", 2.0)]
+    assert await client.zcard(c.queue_key("high")) == 0  # out of line...
+    assert await client.zcard(c.DEAD_LETTER_KEY) == 1  # ...and kept for a human
+    assert [e.job_id for e in await q.entries()] == ["ns.a.u.r1.a1", "not-a-job-id"]
+
+
+def test_score_pairs_reads_both_protocols():
+    from receiptsync_operator.run_queue import score_pairs
+
+    assert score_pairs([b"a", b"1", b"b", b"2.5"]) == [(b"a", 1.0), (b"b", 2.5)]
+    assert score_pairs([[b"a", 1.0], [b"b", 2.5]]) == [(b"a", 1.0), (b"b", 2.5)]
+    assert score_pairs([]) == []
