@@ -120,13 +120,20 @@ class Dispatcher:
                 metrics.QUEUE_DEPTH.labels(priority).set(sum(1 for e in entries if e.priority == priority))
             if not self.ctx.jobs_synced():
                 return  # capacity is unknown until our Jobs have been listed once
-            active = self.active()
-            metrics.ACTIVE_WORKERS.set(active)
+            metrics.ACTIVE_WORKERS.set(self.active())
             now = time.time()
-            plan = dispatch.plan(entries, active=active, max_workers=self.ctx.settings.max_workers,
-                                 blocked=self.backoff.blocked(time.monotonic()), now=now)
-            for job_id in plan.start:
-                await self._start_guarded(job_id)
+            blocked = self.backoff.blocked(time.monotonic())
+            # A slot the chosen entry did not take (it could not start: malformed, refused, backing
+            # off) goes to the next in line in the same pass: a bad entry never holds the others up.
+            tried: set[str] = set()
+            while True:
+                plan = dispatch.plan([e for e in entries if e.job_id not in tried], active=self.active(),
+                                     max_workers=self.ctx.settings.max_workers, blocked=blocked, now=now)
+                if not plan.start:
+                    break
+                for job_id in plan.start:
+                    await self._start_guarded(job_id)
+                tried.update(plan.start)
             self._waiting_total = plan.total_waiting
         due = dispatch.next_due(entries, now)
         if due is not None:

@@ -184,13 +184,16 @@ def termination_outcome(pod: Mapping[str, Any], job_id: str) -> dict[str, str] |
 
 
 # --- refused Job creations -----------------------------------------------------------------------
-_PERMANENT_403 = ("violates podsecurity", "admission webhook", "denied the request", "is forbidden: pod security")
+# Admission said no: Pod Security, a webhook ("admission webhook ... denied the request"), a
+# ValidatingAdmissionPolicy ("... with binding ... denied request: ...").
+_PERMANENT_403 = ("violates podsecurity", "admission webhook", "denied the request", "denied request",
+                  "is forbidden: pod security")
 
 
 def creation_refusal_is_permanent(status: int, message: str) -> bool:
     """A refused Job creation no retry will fix (the run fails with the server's message): the
     object is invalid (400, 422), its namespace is gone (404), or admission refused it (a webhook,
-    Pod Security). RBAC, quota (403 "exceeded quota"), 429 and 5xx are retried with backoff."""
+    a ValidatingAdmissionPolicy, Pod Security). RBAC, quota (403 "exceeded quota"), 429 and 5xx are retried with backoff."""
     if status in (400, 404, 422):
         return True
     if status == 403:

@@ -143,6 +143,9 @@ def test_slots_are_held_until_the_old_pod_is_gone():
     (404, "namespaces \"x\" not found", True),
     (403, 'admission webhook "policy.example.com" denied the request: no', True),
     (403, "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\"", True),
+    # kube-apiserver's own words for a ValidatingAdmissionPolicy with reason Forbidden (test_e2e_cluster)
+    (403, "jobs.batch \"rs-x-r1-a1\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'b' denied request: no",
+     True),
     (403, "jobs.batch is forbidden: User cannot create resource", False),  # RBAC: an admin may fix it
     (403, "exceeded quota: compute, requested: pods=1", False),
     (429, "too many requests", False),
