@@ -224,3 +224,32 @@ OPERATOR_ENV_IMAGE_PULL_TIMEOUT = "RECEIPTSYNC_IMAGE_PULL_TIMEOUT_SECONDS"  # de
 # A queue entry whose dispatch failed this many times in a row is moved to the dead-letter set.
 OPERATOR_ENV_DEAD_LETTER_AFTER = "RECEIPTSYNC_DEAD_LETTER_AFTER"  # default 5
 DEAD_LETTER_KEY = KEY_PREFIX + "deadletter"  # sorted set: job id -> when it was set aside
+
+# --- tenant isolation (issue 14) -----------------------------------------------------------------------
+# Namespace annotation: the business ids a namespace may sync ("id,id..." or "*"); enforced at apply
+# by the chart's ValidatingAdmissionPolicy.
+BUSINESS_IDS_ANNOTATION = f"{GROUP}/business-ids"
+# The worker refused a job payload in Redis that disagrees with its own Job (someone other than the
+# operator wrote it): never retried.
+REASON_PAYLOAD_REJECTED = "PayloadRejected"
+NON_RETRYABLE_REASONS = NON_RETRYABLE_REASONS | {REASON_PAYLOAD_REJECTED}
+# Worker env set by the operator: what the attempt is (JSON of attempt_identity.identity_of) - the
+# Job spec only the operator writes is the truth the Redis payload is checked against; and the
+# attempt's heartbeat signing key (hex), by secretKeyRef from the attempt's credentials Secret.
+ENV_ATTEMPT_IDENTITY = "RECEIPTSYNC_ATTEMPT"
+ENV_HEARTBEAT_KEY = "RECEIPTSYNC_HEARTBEAT_KEY"
+HB_MAILBOX = "mailbox"  # the mailbox the worker syncs, once it knows it (its quota bucket is granted then)
+HB_MAC = "mac"  # HMAC-SHA256 of the other fields under the attempt's heartbeat key
+# Operator settings: the administrative database URL (migrations, per-attempt roles); how workers get
+# credentials ("per-attempt", "shared", or "auto": per-attempt when the database URL is set); the key
+# per-attempt passwords and heartbeat keys are derived from (hex or any string of 32+ characters).
+OPERATOR_ENV_DATABASE_URL = "RECEIPTSYNC_DATABASE_URL"
+OPERATOR_ENV_WORKER_CREDENTIALS = "RECEIPTSYNC_WORKER_CREDENTIALS"
+OPERATOR_ENV_CREDENTIAL_KEY = "RECEIPTSYNC_CREDENTIAL_KEY"
+WORKER_CREDENTIALS_PER_ATTEMPT = "per-attempt"
+WORKER_CREDENTIALS_SHARED = "shared"
+# The per-attempt Secret (named like the attempt's Job, in its namespace) and its keys.
+COMPONENT_WORKER_CREDENTIALS = "worker-credentials"
+CREDENTIALS_DATABASE_URL_KEY = "database-url"
+CREDENTIALS_REDIS_URL_KEY = "redis-url"
+CREDENTIALS_HEARTBEAT_KEY_KEY = "heartbeat-key"

@@ -8,7 +8,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_auth, contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +65,35 @@ class Settings:
     image_pull_timeout: float = 60.0
     # A queue entry whose dispatch failed this many times in a row is set aside (dead-letter).
     dead_letter_after: int = 5
+    # Issue 14. The administrative database URL: the operator migrates the schema with it at start and,
+    # with per-attempt credentials, makes each attempt's database role. Workers never see it.
+    database_url: str = dataclasses.field(default="", repr=False)
+    # "per-attempt": each attempt gets its own database role, Redis ACL user and heartbeat key (in a
+    # Secret the operator creates); "shared": workers get the URLs above (trials, stand-in workers);
+    # "auto": per-attempt when database_url is set.
+    worker_credentials: str = "auto"
+    # What per-attempt secrets are derived from; empty: a random key for this process.
+    credential_key: str = dataclasses.field(default="", repr=False)
 
     @property
     def effective_worker_redis_url(self) -> str:
         return self.worker_redis_url or self.redis_url
+
+    @property
+    def effective_worker_database_url(self) -> str:
+        """Where workers reach the database (with per-attempt credentials, its user and password are
+        replaced by the attempt's own)."""
+        return self.worker_database_url or self.database_url
+
+    @property
+    def migration_url(self) -> str:
+        """The URL the operator migrates the schema with (shared credentials: the workers' URL)."""
+        return self.database_url or self.worker_database_url
+
+    @property
+    def per_attempt_credentials(self) -> bool:
+        return self.worker_credentials == contract.WORKER_CREDENTIALS_PER_ATTEMPT or (
+            self.worker_credentials == "auto" and bool(self.database_url))
 
 
 def _env_names() -> dict[str, str]:
@@ -103,6 +128,9 @@ def _env_names() -> dict[str, str]:
         "worker_start_timeout": contract.OPERATOR_ENV_WORKER_START_TIMEOUT,
         "image_pull_timeout": contract.OPERATOR_ENV_IMAGE_PULL_TIMEOUT,
         "dead_letter_after": contract.OPERATOR_ENV_DEAD_LETTER_AFTER,
+        "database_url": contract.OPERATOR_ENV_DATABASE_URL,
+        "worker_credentials": contract.OPERATOR_ENV_WORKER_CREDENTIALS,
+        "credential_key": contract.OPERATOR_ENV_CREDENTIAL_KEY,
     }
 
 
@@ -185,10 +213,26 @@ def load(environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = 
         settings = dataclasses.replace(settings, identity=f"{socket.gethostname()}-{os.getpid()}")
     if settings.max_workers < 1:
         raise ConfigError(f"{contract.OPERATOR_ENV_MAX_WORKERS} must be at least 1")
+    problem = credentials_problem(settings)
+    if problem:
+        raise ConfigError(problem)
     if settings.retry_base <= 0 or settings.retry_cap < settings.retry_base:
         raise ConfigError(f"{contract.OPERATOR_ENV_RETRY_BASE} must be positive and at most "
                           f"{contract.OPERATOR_ENV_RETRY_CAP}")
     return settings
+
+
+def credentials_problem(settings: Settings) -> str | None:
+    """Why the worker-credentials settings cannot work (None: they can)."""
+    modes = ("auto", contract.WORKER_CREDENTIALS_PER_ATTEMPT, contract.WORKER_CREDENTIALS_SHARED)
+    if settings.worker_credentials not in modes:
+        return f"{contract.OPERATOR_ENV_WORKER_CREDENTIALS} must be one of {', '.join(modes)}"
+    if settings.worker_credentials == contract.WORKER_CREDENTIALS_PER_ATTEMPT and not settings.database_url:
+        return (f"{contract.OPERATOR_ENV_WORKER_CREDENTIALS}=per-attempt needs {contract.OPERATOR_ENV_DATABASE_URL}"
+                " (the administrative database URL the operator makes each attempt's role with)")
+    if settings.credential_key and len(settings.credential_key) < attempt_auth.MIN_KEY_LENGTH:
+        return f"{contract.OPERATOR_ENV_CREDENTIAL_KEY} must be at least {attempt_auth.MIN_KEY_LENGTH} characters long"
+    return None
 
 
 def redact_url(url: str) -> str:

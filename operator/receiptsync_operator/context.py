@@ -53,6 +53,9 @@ class Context:
     wake: Callable[[], None]  # the dispatcher should look at the queue
     redis_warnings: Throttle
     jobs_synced: Callable[[], bool]  # our Jobs have been listed once (slots are known)
+    # Per-attempt worker credentials (worker_credentials.WorkerCredentials), or None when workers
+    # share the operator's URLs.
+    credentials: Any = None
 
     def in_scope(self, namespace: str) -> bool:
         return not self.settings.namespace or namespace == self.settings.namespace

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from receiptsync_common import contract
 
-from . import job_state, metrics, runs, worker_job
+from . import job_state, metrics, runs, tenancy, worker_job
 from .attempts import Attempts
 from .cleanup import Cleanup
 from .clock import Clock, from_offset_file
@@ -68,6 +68,7 @@ class Controller:
         self.finalizers = Finalizers(self.ctx, Cleanup(self.ctx, self.forget))
         self.watchdog = Watchdog(self.ctx, self.starter, self.attempts, self.finalizers, self.observe,
                                  self.dispatcher.is_waiting)
+        self.ctx.credentials = tenancy.worker_credentials(self.ctx)
         self._tasks: list[asyncio.Task] = []
         metrics.MAX_WORKERS.set(settings.max_workers)
 
@@ -87,10 +88,11 @@ class Controller:
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._learn_status_schema()
-        consumer = HeartbeatConsumer(self.ctx.queue.redis, self.attempts.on_heartbeat, scope=self.ctx.settings.namespace)
+        consumer = HeartbeatConsumer(self.ctx.queue.redis, tenancy.heartbeat_handler(self.ctx, self.attempts.on_heartbeat),
+                                     scope=self.ctx.settings.namespace)
         for name, coro in (("jobs", self.job_informer.run()), ("pods", self.pod_informer.run()),
                            ("dispatcher", self.dispatcher.run()), ("heartbeats", consumer.run()),
-                           ("watchdog", self.watchdog.run())):
+                           ("watchdog", self.watchdog.run()), *tenancy.tasks(self.ctx)):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def _learn_status_schema(self) -> None:

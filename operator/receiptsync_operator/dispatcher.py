@@ -87,6 +87,8 @@ class Dispatcher:
         async with self._slots:  # free (checked just above): taken without waiting
             try:
                 await self._create_job(item, key, payload, job_name)
+            except OSError:
+                return None  # credentials could not be issued (database or Redis away): the dispatcher retries
             except ApiError as exc:
                 if exc.status != 409:
                     return None  # the dispatcher tries again, and tells
@@ -231,6 +233,8 @@ class Dispatcher:
         """Create an attempt's worker Job and take it out of the queue (ApiError if refused). The
         Job itself is the record (no Event: the worker's Started one names it)."""
         manifest = worker_job.build(payload, item.meta, item.spec, self.ctx.settings)
+        if self.ctx.credentials is not None:  # the attempt's own credentials first: its Job references them
+            await self.ctx.credentials.provision(payload, item.meta, job_name)
         created = await self.ctx.kube.create(f"/apis/batch/v1/namespaces/{key[0]}/jobs", manifest)
         self.backoff.succeeded(payload.job_id)
         self.ctx.jobs.created(created)

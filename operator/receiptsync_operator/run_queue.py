@@ -5,17 +5,21 @@ restarted operator re-enqueueing the same attempt neither duplicates it nor lose
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_auth, contract
 from receiptsync_common.jobspec import JobPayload
 
 from .dispatch import Entry
+
+logger = logging.getLogger("receiptsync_operator.queue")
 
 
 # Callers wait for a free connection rather than fail with "Too many connections" (redis-py's
@@ -35,6 +39,12 @@ def score_pairs(reply: Any) -> list[tuple[bytes, float]]:
 class Queue:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
+        # Issue 14, set by the controller with per-attempt credentials: payloads are written signed
+        # with a key only the operator can derive, and read back only when the signature holds (else
+        # as missing: the caller rebuilds the attempt from its spec); heartbeat hashes count only when
+        # signed by their attempt.
+        self.payload_key: bytes | None = None
+        self.heartbeat_verifies: Callable[[Mapping[str, Any]], bool] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> "Queue":
@@ -48,7 +58,7 @@ class Queue:
 
     async def enqueue(self, payload: JobPayload, score: float) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(contract.job_key(payload.job_id), payload.to_json(), ex=contract.JOB_PAYLOAD_TTL_SECONDS)
+            pipe.set(contract.job_key(payload.job_id), self._payload_text(payload), ex=contract.JOB_PAYLOAD_TTL_SECONDS)
             pipe.zadd(contract.queue_key(payload.priority), {payload.job_id: score}, nx=True)
             await pipe.execute()
 
@@ -101,12 +111,32 @@ class Queue:
         await self.dequeue(*job_ids)
         await self.redis.delete(*[contract.job_key(j) for j in job_ids])
 
+    def _payload_text(self, payload: JobPayload) -> str:
+        if self.payload_key is None:
+            return payload.to_json()
+        signed = attempt_auth.sign_payload(self.payload_key, payload.job_id, json.loads(payload.to_json()))
+        return json.dumps(signed, sort_keys=True)
+
     async def payload(self, job_id: str) -> JobPayload | None:
         raw = await self.redis.get(contract.job_key(job_id))
-        return JobPayload.from_json(raw) if raw else None
+        if not raw:
+            return None
+        if self.payload_key is not None:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or not attempt_auth.payload_verifies(self.payload_key, job_id, data):
+                logger.warning("job payload in Redis is not the one the operator wrote (rewritten, or signed under"
+                               " another credential key): the attempt is rebuilt from its spec",
+                               extra={"job_id": job_id})
+                return None
+        return JobPayload.from_json(raw)
+
+    def _verified(self, hb: dict[str, Any]) -> dict[str, Any]:
+        if hb and self.heartbeat_verifies is not None and not self.heartbeat_verifies(hb):
+            return {}
+        return hb
 
     async def heartbeat(self, job_id: str) -> dict[str, Any]:
-        return await self.redis.hgetall(contract.heartbeat_key(job_id))
+        return self._verified(await self.redis.hgetall(contract.heartbeat_key(job_id)))
 
     async def heartbeats(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The heartbeat hashes of many attempts in one round trip."""
@@ -115,7 +145,7 @@ class Queue:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hgetall(contract.heartbeat_key(job_id))
-            return dict(zip(job_ids, await pipe.execute()))
+            return {job_id: self._verified(hb) for job_id, hb in zip(job_ids, await pipe.execute())}
 
     async def set_aside(self, job_id: str, when: float) -> None:
         """Dead-letter: out of the queue, remembered (with its payload) in the dead-letter set."""

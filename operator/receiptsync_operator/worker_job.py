@@ -5,8 +5,11 @@ labels and annotations and the pull policy; the operator keeps image, command, i
 and the restricted security settings' floor (no service account token, never restarted in place).
 
 Each Job gets only its own resource's credentials, through a secretKeyRef: no worker ever holds
-another tenant's Secret, and credentials never pass through Redis. With
-RECEIPTSYNC_WORKER_CONNECTION_SECRET set, the Redis and PostgreSQL URLs come by secretKeyRef too.
+another tenant's Secret, and credentials never pass through Redis. With per-attempt credentials
+(issue 14) its Redis and PostgreSQL URLs and its heartbeat key come by secretKeyRef from the Secret
+the operator made for this attempt alone (:mod:`worker_credentials`); with shared ones from
+RECEIPTSYNC_WORKER_CONNECTION_SECRET, or as plain values. The Job's env also says what the attempt is
+(RECEIPTSYNC_ATTEMPT): the worker checks the Redis payload against it.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_identity, contract
 from receiptsync_common.jobspec import JobPayload
 
 from . import config, runs, validation
@@ -53,10 +56,20 @@ def worker_selector() -> str:
     return f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY_VALUE},{contract.LABEL_COMPONENT}={contract.COMPONENT_WORKER}"
 
 
-def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
+def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings, job_name: str) -> list[dict[str, Any]]:
     secret_name, secret_key = validation.secret_ref(spec)
-    env: list[dict[str, Any]] = [{"name": contract.ENV_JOB_ID, "value": payload.job_id}]
-    if settings.worker_connection_secret:
+    # What this attempt is: the worker refuses a Redis payload that disagrees (issue 14).
+    env: list[dict[str, Any]] = [{"name": contract.ENV_JOB_ID, "value": payload.job_id},
+                                 {"name": contract.ENV_ATTEMPT_IDENTITY,
+                                  "value": attempt_identity.identity_json(payload)}]
+    if settings.per_attempt_credentials:
+        # The attempt's own database role, Redis user and heartbeat key, from the Secret the operator
+        # made for it (named like the Job) just before the Job.
+        for name, key in ((contract.ENV_REDIS_URL, contract.CREDENTIALS_REDIS_URL_KEY),
+                          (contract.ENV_DATABASE_URL, contract.CREDENTIALS_DATABASE_URL_KEY),
+                          (contract.ENV_HEARTBEAT_KEY, contract.CREDENTIALS_HEARTBEAT_KEY_KEY)):
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": job_name, "key": key}}})
+    elif settings.worker_connection_secret:
         # URLs that may carry passwords come from a Secret in the resource's namespace, by reference.
         for name, key in ((contract.ENV_REDIS_URL, contract.CONNECTION_SECRET_REDIS_URL_KEY),
                           (contract.ENV_DATABASE_URL, contract.CONNECTION_SECRET_DATABASE_URL_KEY)):
@@ -64,8 +77,8 @@ def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings) -> li
                 "name": settings.worker_connection_secret, "key": key}}})
     else:
         env.append({"name": contract.ENV_REDIS_URL, "value": settings.effective_worker_redis_url})
-        if settings.worker_database_url:
-            env.append({"name": contract.ENV_DATABASE_URL, "value": settings.worker_database_url})
+        if settings.effective_worker_database_url:
+            env.append({"name": contract.ENV_DATABASE_URL, "value": settings.effective_worker_database_url})
     if settings.worker_gmail_api_endpoint:
         env.append({"name": contract.ENV_GMAIL_API_ENDPOINT, "value": settings.worker_gmail_api_endpoint})
     env.extend({"name": name, "value": value} for name, value in config.worker_tuning(settings))
@@ -84,11 +97,12 @@ def build(payload: JobPayload, owner: Mapping[str, Any], spec: Mapping[str, Any]
 
 def _base(payload: JobPayload, owner: Mapping[str, Any], spec: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     labels = worker_labels(payload)
+    job_name = runs.job_name_for(owner, payload.run_id, payload.attempt)
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,
         "image": settings.worker_image,
         "imagePullPolicy": "IfNotPresent",
-        "env": _env(payload, spec, settings),
+        "env": _env(payload, spec, settings, job_name),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -109,7 +123,7 @@ def _base(payload: JobPayload, owner: Mapping[str, Any], spec: Mapping[str, Any]
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": runs.job_name_for(owner, payload.run_id, payload.attempt),
+            "name": job_name,
             "namespace": owner["namespace"],
             "labels": labels,
             "annotations": {contract.JOB_ID_ANNOTATION: payload.job_id},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -63,9 +64,11 @@ CONNECTIONS_NAMESPACE = "default"
 
 def create_connections_secret(kubectl: Kubectl, namespace: str, redis_url: str, database_url: str,
                               gmail_endpoint: str) -> None:
-    """Secret receiptsync-connections (keys redis-url, database-url, gmail-api-endpoint), through
-    stdin so no URL with a password shows in a process list."""
-    values = {"redis-url": redis_url, "database-url": database_url, "gmail-api-endpoint": gmail_endpoint}
+    """Secret receiptsync-connections (keys redis-url, database-url, gmail-api-endpoint, and the
+    credential-key per-attempt worker credentials are derived from), through stdin so no URL with a
+    password shows in a process list."""
+    values = {"redis-url": redis_url, "database-url": database_url, "gmail-api-endpoint": gmail_endpoint,
+              "credential-key": secrets.token_hex(32)}
     kubectl.apply({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": CONNECTIONS_SECRET, "namespace": namespace,

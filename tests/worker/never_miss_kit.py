@@ -18,7 +18,7 @@ from receiptsync_sandbox.gmail.samples import build_eml
 from receiptsync_worker.config import Guards, Settings, Tuning
 from receiptsync_worker.sync import Attempt
 
-from worker_testkit import Emulator, credentials_json, db_rows
+from worker_testkit import Emulator, credentials_json, db_rows, migrate
 
 NOW = lambda: dt.datetime.now(dt.timezone.utc)  # noqa: E731
 _serial = itertools.count()
@@ -74,6 +74,7 @@ class Runner:
     def __init__(self, redis_url: str, database_url: str, emulator: Emulator, overlap_seconds: float = 0.0) -> None:
         self.redis_url = redis_url
         self.database_url = database_url
+        migrate(database_url)  # the operator's part: workers never migrate
         self.emulator = emulator
         self.overlap_seconds = overlap_seconds
         self.runs: dict[str, int] = {}

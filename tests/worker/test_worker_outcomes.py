@@ -4,7 +4,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from receiptsync_common import contract, daterange
+from receiptsync_common import attempt_identity, contract, daterange
+from receiptsync_common.jobspec import JobPayload
 from receiptsync_worker import config, credentials
 from receiptsync_worker.gmail_client import GmailApiError, GmailTimeout
 from receiptsync_worker.store import DatabaseUnavailable
@@ -43,7 +44,10 @@ def test_credentials_json_validation():
 
 
 BASE_ENV = {contract.ENV_JOB_ID: "j", contract.ENV_REDIS_URL: "redis://127.0.0.1:1/0",
-            contract.ENV_DATABASE_URL: "postgresql://127.0.0.1:1/x", contract.ENV_GMAIL_CREDENTIALS: "{}"}
+            contract.ENV_DATABASE_URL: "postgresql://127.0.0.1:1/x", contract.ENV_GMAIL_CREDENTIALS: "{}",
+            contract.ENV_ATTEMPT_IDENTITY: attempt_identity.identity_json(JobPayload(
+                job_id="j", namespace="ns", name="n", uid="u", business_id="b", run_id=1, attempt=1, mode="full",
+                priority="default", max_messages=10, timeout_seconds=60))}
 
 
 def test_tuning_defaults_are_unchanged_without_the_environment():

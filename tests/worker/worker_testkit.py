@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import redis
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_identity, contract, migrations
 from receiptsync_common.jobspec import JobPayload
 from receiptsync_sandbox.gmail.auth import authorized_user
 
@@ -102,6 +102,7 @@ class Jobs:
     def __init__(self, redis_url: str, database_url: str, emulator: Emulator) -> None:
         self.redis_url = redis_url
         self.database_url = database_url
+        migrate(database_url)  # the operator's part: workers never migrate
         self.emulator = emulator
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.uid = str(uuid.uuid4())
@@ -124,6 +125,7 @@ class Jobs:
             # outside Kubernetes: never /dev/termination-log
             "RECEIPTSYNC_TERMINATION_MESSAGE_PATH": self.termination_path(payload),
             contract.ENV_JOB_ID: payload.job_id,
+            contract.ENV_ATTEMPT_IDENTITY: attempt_identity.identity_json(payload),  # the operator's Job spec
             contract.ENV_REDIS_URL: self.redis_url,
             contract.ENV_DATABASE_URL: self.database_url,
             contract.ENV_GMAIL_API_ENDPOINT: self.emulator.url,
@@ -153,6 +155,12 @@ def parse_result(returncode: int, stdout: str, stderr: str) -> WorkerResult:
     for raw in stdout.splitlines():
         lines.append(json.loads(raw))  # every stdout line must be JSON
     return WorkerResult(returncode, lines, stdout, stderr)
+
+
+def migrate(database_url: str) -> None:
+    """Apply the schema migrations as the operator does at its start (issue 14: never a worker)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrations.apply_all(conn)
 
 
 def db_rows(database_url: str, sql: str, *params: Any) -> list[tuple]:

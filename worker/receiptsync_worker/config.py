@@ -5,9 +5,9 @@ import dataclasses
 import math
 import os
 import socket
-from typing import Mapping
+from typing import Any, Mapping
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_identity, contract
 
 from . import ratelimit
 
@@ -52,21 +52,38 @@ class Guards:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     job_id: str
-    redis_url: str
-    database_url: str
+    redis_url: str = dataclasses.field(repr=False)  # may carry the attempt's Redis password
+    database_url: str = dataclasses.field(repr=False)  # and its database password
     gmail_endpoint: str  # '' means Google's own endpoint
     credentials_json: str = dataclasses.field(repr=False)
     worker_name: str = ""
     tuning: Tuning = Tuning()
     guards: Guards = Guards()
+    # What the operator started this Job for (RECEIPTSYNC_ATTEMPT): the Redis payload must agree.
+    # Always set by from_env; None only for in-process callers (benchmarks, tests) that build Settings.
+    identity: Mapping[str, Any] | None = None
+    # The attempt's heartbeat signing key (hex, RECEIPTSYNC_HEARTBEAT_KEY); '' sends unsigned heartbeats,
+    # which an operator handing out per-attempt credentials ignores.
+    heartbeat_key: str = dataclasses.field(default="", repr=False)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     missing = [name for name in (contract.ENV_JOB_ID, contract.ENV_REDIS_URL, contract.ENV_DATABASE_URL,
-                                 contract.ENV_GMAIL_CREDENTIALS) if not env.get(name)]
+                                 contract.ENV_GMAIL_CREDENTIALS, contract.ENV_ATTEMPT_IDENTITY) if not env.get(name)]
     if missing:
         raise ConfigError(f"missing environment variable(s): {', '.join(missing)}")
+    try:
+        identity = attempt_identity.parse_identity(env[contract.ENV_ATTEMPT_IDENTITY])
+    except ValueError as exc:
+        raise ConfigError(f"{contract.ENV_ATTEMPT_IDENTITY} is not an attempt identity ({exc})") from None
+    if identity.get("job_id") != env[contract.ENV_JOB_ID]:
+        raise ConfigError(f"{contract.ENV_ATTEMPT_IDENTITY} names another job than {contract.ENV_JOB_ID}")
+    key = (env.get(contract.ENV_HEARTBEAT_KEY) or "").strip()
+    try:
+        bytes.fromhex(key)
+    except ValueError:
+        raise ConfigError(f"{contract.ENV_HEARTBEAT_KEY} must be hex") from None
     return Settings(
         job_id=env[contract.ENV_JOB_ID],
         redis_url=env[contract.ENV_REDIS_URL],
@@ -76,6 +93,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         worker_name=env.get("HOSTNAME") or socket.gethostname(),
         tuning=tuning_from_env(env),
         guards=guards_from_env(env),
+        identity=identity,
+        heartbeat_key=key,
     )
 
 

@@ -1,5 +1,6 @@
-"""Heartbeats on the shared protocol: HSET contract.heartbeat_key(job_id) (+ EXPIRE) and XADD to
-contract.EVENTS_STREAM, in one MULTI, with the contract's HB_* fields.
+"""Heartbeats on the shared protocol: DEL + HSET contract.heartbeat_key(job_id) (+ EXPIRE) and XADD
+to contract.EVENTS_STREAM, in one MULTI, with the contract's HB_* fields, signed with the attempt's
+heartbeat key when it has one (attempt_auth: the operator ignores what does not verify).
 
 :class:`Heartbeats` writes one heartbeat; :class:`Ticker` repeats the latest progress every
 ``HEARTBEAT_INTERVAL_SECONDS`` so the operator sees the worker alive during long quota waits, and
@@ -19,7 +20,7 @@ from typing import Callable
 
 import redis
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_auth, contract
 
 from .joblog import now_rfc3339
 from .redisguard import keep_trying
@@ -35,6 +36,7 @@ class Progress:
     saved: int = 0
     date_from: str | None = None
     date_to: str | None = None
+    mailbox: str | None = None  # once known: the operator grants the mailbox's quota bucket then
     skipped: int = 0
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     last_progress: float = dataclasses.field(default_factory=time.monotonic)
@@ -83,6 +85,8 @@ def heartbeat_fields(
     if progress.date_from and progress.date_to:
         fields[contract.HB_DATE_FROM] = progress.date_from
         fields[contract.HB_DATE_TO] = progress.date_to
+    if progress.mailbox:
+        fields[contract.HB_MAILBOX] = progress.mailbox
     return fields
 
 
@@ -94,8 +98,10 @@ class Heartbeats:
         progress: Progress,
         redact: Callable[[str], str],
         worker: str | None = None,
+        key: str = "",
     ) -> None:
         self._client = client
+        self._key = key  # the attempt's heartbeat key (hex): every heartbeat carries its MAC
         self._job_id = job_id
         self.progress = progress
         self._redact = redact
@@ -120,8 +126,11 @@ class Heartbeats:
                 job_id=self._job_id, phase=self._phase, reason=self._reason, message=self._message,
                 progress=self.progress, worker=self._worker, time=now_rfc3339(),
             )
+            if self._key:
+                fields = attempt_auth.sign_heartbeat(self._key, fields)
             key = contract.heartbeat_key(self._job_id)
             pipe = self._client.pipeline(transaction=True)
+            pipe.delete(key)  # the hash is exactly this heartbeat (its MAC covers all of it)
             pipe.hset(key, mapping=fields)
             pipe.expire(key, contract.HEARTBEAT_KEY_TTL_SECONDS)
             pipe.xadd(contract.EVENTS_STREAM, fields, maxlen=contract.EVENTS_STREAM_MAXLEN, approximate=True)

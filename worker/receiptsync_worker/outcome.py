@@ -54,8 +54,14 @@ class PayloadMissing(RuntimeError):
     pass
 
 
+class PayloadRejected(RuntimeError):
+    """The Redis payload disagrees with the identity the operator put into this worker's Job."""
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """(reason, one-sentence message) for an exception that ended the attempt."""
+    if isinstance(exc, PayloadRejected):
+        return contract.REASON_PAYLOAD_REJECTED, str(exc)
     if isinstance(exc, creds.GmailAuthError):
         return contract.REASON_GMAIL_AUTH_ERROR, creds.RECONNECT_MESSAGE
     if isinstance(exc, creds.CredentialsFormatError):

@@ -28,3 +28,19 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REPLACEMENT)
         return text
+
+
+def url_passwords(*urls: str) -> list[str]:
+    """The passwords in connection URLs (``scheme://user:password@host``), so a driver's error that
+    echoes its URL never carries them into a log line, a heartbeat or status."""
+    from urllib.parse import unquote, urlsplit
+
+    found = []
+    for url in urls:
+        try:
+            password = urlsplit(url or "").password
+        except ValueError:
+            continue
+        if password:
+            found += [password, unquote(password)]
+    return found

@@ -25,8 +25,10 @@ COMMAND_RETRIES = 3
 RETRY_BASE_SECONDS = 0.05
 RETRY_CAP_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 5.0
-# While Redis is away the shared bucket is tried again at most this often.
+# While Redis is away the shared bucket is tried again at most this often; sooner while this
+# attempt's Redis user may not use it yet (the operator grants it once the worker names its mailbox).
 SHARED_BUCKET_RETRY_SECONDS = 5.0
+NOT_YET_PERMITTED_RETRY_SECONDS = 1.0
 RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
 
 
@@ -91,11 +93,13 @@ class FallbackBucket:
             try:
                 return self.shared.reserve(units)
             except redis.RedisError as exc:
+                pause = NOT_YET_PERMITTED_RETRY_SECONDS if isinstance(exc, redis.exceptions.NoPermissionError) \
+                    else self._retry_after
                 with self._lock:
                     if self._clock() >= self._shared_from:
                         log.warning("Redis quota bucket unavailable (%s); using a local bucket for %.0fs",
-                                    type(exc).__name__, self._retry_after)
-                    self._shared_from = self._clock() + self._retry_after
+                                    type(exc).__name__, pause)
+                    self._shared_from = self._clock() + pause
         with self._lock:
             self.fallbacks += 1
         return self.local.reserve(units)

@@ -17,9 +17,8 @@ from typing import Callable, Iterable, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from receiptsync_common import contract
+from receiptsync_common import contract, migrations
 
-from . import migrations
 from .cursor import Cursor
 from .rows import AttachmentRow, ReceiptRow, save_receipts
 
@@ -166,6 +165,8 @@ class Store:
         return self._retrying(once)
 
     def migrate(self) -> list[str]:
+        """Apply the schema migrations. Never called by a worker attempt (the operator applies them,
+        and a worker's role has no DDL); for tools and tests that prepare a database themselves."""
         return self._retrying(lambda: migrations.apply_all(self._connection()))
 
     # --- the cursor -------------------------------------------------------------------------------
@@ -271,9 +272,10 @@ class Store:
             newly_done = 0
             if batch.done_message_ids:
                 newly_done = len(conn.execute(
-                    "INSERT INTO sync_checkpoints (window_key, run_key, gmail_message_id)"
-                    " SELECT %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING gmail_message_id",
-                    (window_key, batch.run_key, list(dict.fromkeys(batch.done_message_ids)))).fetchall())
+                    "INSERT INTO sync_checkpoints (window_key, run_key, business_id, gmail_message_id)"
+                    " SELECT %s, %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING gmail_message_id",
+                    (window_key, batch.run_key, batch.business_id,
+                     list(dict.fromkeys(batch.done_message_ids)))).fetchall())
             if batch.failed:
                 _record_failures(conn, batch.business_id, batch.job_id, batch.failed)
             skipped = json.dumps({**batch.skipped, **batch.failed})

@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from receiptsync_common import contract
+from receiptsync_common import attempt_identity, contract
 from receiptsync_common.jobspec import JobPayload
 
 from . import credentials as creds
@@ -27,13 +27,13 @@ from .config import Settings, Tuning
 from .fetch import FetchedChunk, FetchLimits, fetch_chunk
 from .gmail_client import GmailClient, HistoryExpired
 from .heartbeat import Heartbeats, Progress, Ticker
-from .outcome import (EXIT_FAILED, EXIT_OK, REASON_STALLED, Counters, Outcome, PayloadMissing, classify,
-                      finished_message, stalled_message, termination_message, write_termination_message)
+from .outcome import (EXIT_FAILED, EXIT_OK, REASON_STALLED, Counters, Outcome, PayloadMissing, PayloadRejected,
+                      classify, finished_message, stalled_message, termination_message, write_termination_message)
 from .pipeline import ByteBudget, IdFilter, Pipeline, PipelineResult
-from .redact import Redactor
+from .redact import Redactor, url_passwords
 from .store import RunEnd, RunRecord, SavedBatch, Store
 
-__all__ = ["Attempt", "Outcome", "PayloadMissing", "classify", "Tuning", "EXIT_OK", "EXIT_FAILED"]
+__all__ = ["Attempt", "Outcome", "PayloadMissing", "PayloadRejected", "classify", "Tuning", "EXIT_OK", "EXIT_FAILED"]
 log = logging.getLogger(__name__)
 # Attachment bytes held between download and commit, across fetcher threads.
 ATTACHMENT_BYTES_IN_FLIGHT = 64 * 1024 * 1024
@@ -55,7 +55,9 @@ class Attempt:
         self.redactor = Redactor()
         self.progress = Progress()
         self.redis = redisguard.make_client(settings.redis_url)
-        self.heartbeats = Heartbeats(self.redis, settings.job_id, self.progress, self.redactor, settings.worker_name)
+        self.redactor.add(*url_passwords(settings.redis_url, settings.database_url), settings.heartbeat_key)
+        self.heartbeats = Heartbeats(self.redis, settings.job_id, self.progress, self.redactor, settings.worker_name,
+                                     key=settings.heartbeat_key)
         self.payload: JobPayload | None = None
         self.store: Store | None = None
         self.client: GmailClient | None = None
@@ -96,8 +98,10 @@ class Attempt:
 
     def _identity(self) -> dict[str, Any]:
         p = self.payload
-        if p is None:
-            return {"job_id": self.settings.job_id}
+        if p is None:  # what the Job says it is for (the payload may have been refused)
+            job = self.settings.identity or {}
+            return {"job_id": self.settings.job_id,
+                    **{k: job[k] for k in ("business_id", "namespace", "name") if k in job}}
         return {"job_id": p.job_id, "business_id": p.business_id, "namespace": p.namespace, "name": p.name}
 
     def _load_payload(self) -> JobPayload:
@@ -105,7 +109,14 @@ class Attempt:
                                      self.guards.final_heartbeat_seconds, "reading the job payload")
         if raw is None:
             raise PayloadMissing(f"no job payload in Redis for job {self.settings.job_id}")
-        return JobPayload.from_json(raw)
+        payload = JobPayload.from_json(raw)
+        if self.settings.identity is not None:
+            # The Job spec (written only by the operator) is the truth; Redis may have been written by
+            # someone else (issue 14): a payload that disagrees is never run.
+            differ = attempt_identity.mismatches(payload, self.settings.identity)
+            if differ:
+                raise PayloadRejected(attempt_identity.refusal(payload, self.settings.identity, differ))
+        return payload
 
     def _failure(self, exc: BaseException) -> Outcome:
         reason, message = classify(exc)
@@ -119,8 +130,9 @@ class Attempt:
         assert payload is not None
         info = creds.parse_authorized_user(self.settings.credentials_json)
         self.redactor.add(*creds.secret_values(info))
+        # The schema is the operator's (it migrates at its start); this role may only read and write
+        # its business's rows.
         self.store = Store(self.settings.database_url)
-        self.store.migrate()
         self.heartbeats.try_beat(contract.PHASE_STARTED, contract.REASON_SYNCING, "Connecting to Gmail.")
         self.ticker = Ticker(self.heartbeats, stall_seconds=self.guards.stall_seconds, on_stall=self._on_stall).start()
         run_key = plan.run_key(payload)
@@ -171,6 +183,11 @@ class Attempt:
         read_at = self._now()
         self.progress.touch()
         mailbox = profile["emailAddress"].lower()
+        # Told at once (signed): the operator then lets this attempt's Redis user use the mailbox's
+        # quota bucket; until it has, reservations are served by the local bucket.
+        self.progress.mailbox = mailbox
+        if self.ticker is not None:
+            self.ticker.nudge()
         rate, burst = self.tuning.quota_rate, self.tuning.quota_burst
         self.client.bucket = redisguard.FallbackBucket(ratelimit.QuotaBucket(self.redis, mailbox, rate, burst),
                                                        redisguard.LocalBucket(rate, burst))

@@ -1,7 +1,8 @@
 """Versioned schema migrations: ``NNNN_name.sql`` files in this folder, applied in order, each once.
 
-Pure data (SQL files) plus one function, so the worker and the operator side can both call it.
-Every worker applies them at start; an advisory lock serializes concurrent workers and the
+Pure data (SQL files) plus one function. The operator side applies them (at its start, with its
+administrative database URL); workers never do - their database roles have no DDL (0004). An
+advisory lock serializes concurrent callers (several operator replicas, test suites) and the
 ``schema_migrations`` table records what is applied, so the step is idempotent.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from importlib import resources
 
 import psycopg
 
-# Arbitrary but fixed: every worker takes the same transaction-level advisory lock.
+# Arbitrary but fixed: every caller takes the same transaction-level advisory lock.
 MIGRATION_LOCK_ID = 0x5EC1_0001
 _FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
