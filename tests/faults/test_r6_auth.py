@@ -23,7 +23,7 @@ def test_revoked_refresh_token_fails_once_with_gmail_auth_error(world, report):
 
     assert failed["reason"] == c.REASON_GMAIL_AUTH_ERROR, failed
     assert failed["attempt"] == 1 and failed["runId"] == 1
-    assert "reconnect" in failed["message"].lower() or "Gmail" in failed["message"], failed["message"]
+    assert "reconnect Gmail for this business" in failed["message"], failed["message"]  # what the user must do
     assert {x["type"]: x["status"] for x in failed["conditions"]} == {"Complete": "False", "Failed": "True"}
     # Exactly one attempt: one worker Job, one sync_runs row, and nothing comes after it.
     time.sleep(4)  # longer than the heartbeat timeout: a retry would have been queued by now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -41,7 +42,10 @@ def test_apply_queues_starts_a_worker_job_and_finishes_with_counters(env):
     # `kubectl wait --for=condition=Complete` returns; printer columns show the counters.
     env.kubectl("wait", "--for=condition=Complete", "rsync/acme", "--timeout=5s")
     table = env.kubectl("get", "rsync", "acme").stdout
-    assert "Finished" in table and "40" in table and "4" in table
+    header, row = table.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]  # kubectl's columns are left-aligned
+    columns = {name: row[a:b].strip() for name, a, b in zip(header.split(), starts, starts[1:] + [None])}
+    assert (columns["PHASE"], columns["SCANNED"], columns["SAVED"]) == ("Finished", "40", "4"), table
 
     # The Job: ours, owned, only this resource's Secret, restricted.
     meta = job["metadata"]

@@ -13,13 +13,10 @@ from chart_render import CHART, MANIFESTS
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
 
-try:
-    from receiptsync_sandbox.services import free_port
-    from receiptsync_sandbox.testing import Sandbox, wait_until
-except ImportError:  # pragma: no cover - the sandbox is part of the project
-    Sandbox = None
+from receiptsync_sandbox.services import free_port
+from receiptsync_sandbox.testing import Sandbox, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(Sandbox is None, reason="receiptsync_sandbox.testing missing")]
+pytestmark = [pytest.mark.slow]
 
 RELEASE = "rs"
 NAMESPACE = "receiptsync-system"

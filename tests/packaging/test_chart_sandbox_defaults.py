@@ -21,12 +21,9 @@ from chart_render import CHART, MANIFESTS, template
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
 
-try:
-    from receiptsync_sandbox.testing import Sandbox, wait_until
-except ImportError:  # pragma: no cover - the sandbox is part of the project
-    Sandbox = None
+from receiptsync_sandbox.testing import Sandbox, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(Sandbox is None, reason="receiptsync_sandbox.testing missing")]
+pytestmark = [pytest.mark.slow]
 
 RELEASE = "rs"
 NAMESPACE = "default"  # no --namespace: the kubeconfig's default

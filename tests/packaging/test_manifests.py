@@ -15,8 +15,7 @@ import yaml
 from chart_render import CHART, KUBECTL, KUBERNETES_VERSION, MANIFESTS, ROOT, load_all
 from receiptsync_common import contract
 
-CRD = MANIFESTS / "crds" / "receiptsyncs.yaml"
-needs_crd = pytest.mark.skipif(not CRD.exists(), reason="manifests/crds/receiptsyncs.yaml not written yet (operator issue)")
+CRD = MANIFESTS / "crds" / "receiptsyncs.yaml"  # a missing CRD fails these tests, it never skips them
 
 
 def _script(name: str):
@@ -30,7 +29,6 @@ sync_crd = _script("sync_crd")
 render_manifests = _script("render_manifests")
 
 
-@needs_crd
 def test_chart_crd_is_byte_identical_to_the_manifest():
     assert (CHART / "crds" / "receiptsyncs.yaml").read_bytes() == CRD.read_bytes(), "run: python scripts/sync_crd.py"
     assert sync_crd.differences() == []
@@ -62,32 +60,10 @@ def test_render_check_notices_a_hand_edit(tmp_path):
     assert render_manifests.out_of_date(copy) == ["operator/deployment.yaml: differs from the chart"]
 
 
-STUB_CRD = """apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: receiptsyncs.receipts.prosaas.pro
-spec:
-  group: receipts.prosaas.pro
-  scope: Namespaced
-  names: {kind: ReceiptSync, plural: receiptsyncs, singular: receiptsync, shortNames: [rsync]}
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"""
-
-
 @pytest.fixture(scope="module")
-def kustomized(tmp_path_factory) -> list[dict]:
-    """`kubectl kustomize manifests/` (with a stand-in CRD until the real one exists)."""
-    folder = MANIFESTS
-    if not CRD.exists():
-        folder = tmp_path_factory.mktemp("manifests") / "manifests"
-        shutil.copytree(MANIFESTS, folder)
-        (folder / "crds" / "receiptsyncs.yaml").write_text(STUB_CRD)
-    result = subprocess.run([KUBECTL, "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+def kustomized() -> list[dict]:
+    """`kubectl kustomize manifests/`."""
+    result = subprocess.run([KUBECTL, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return load_all(result.stdout)
 
@@ -98,8 +74,7 @@ def _identity(obj: dict) -> tuple[str, str, str]:
 
 def test_kustomize_installs_the_same_objects_as_the_chart(kustomized):
     chart = load_all(render_manifests.render_chart(include_crds=True))
-    if not CHART.joinpath("crds", "receiptsyncs.yaml").exists():
-        chart += load_all(STUB_CRD)
+    assert "CustomResourceDefinition" in {o["kind"] for o in chart}, "the chart ships no CRD"
     expected = {_identity(o) for o in chart} | {("Namespace", render_manifests.NAMESPACE, "")}
     assert {_identity(o) for o in kustomized} == expected
 
@@ -157,8 +132,7 @@ def test_receiptsync_examples_follow_the_contract(name):
     assert spec["businessId"] == "demo-business"
     assert spec["gmail"]["secretRef"]["name"] == "gmail-demo"
     assert "namespace" not in sync["metadata"]  # applies to the namespace you choose
-    if CRD.exists():
-        jsonschema.validate(sync, _crd_schema())
+    jsonschema.validate(sync, _crd_schema())
 
 
 def test_one_off_example_is_a_full_sync():
