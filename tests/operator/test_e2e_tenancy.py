@@ -269,3 +269,17 @@ def test_rbac_of_the_chart_is_what_the_operator_uses(env):
     assert unused <= set(GRANTS_NOT_CALLED), f"granted but never used: {sorted(unused - set(GRANTS_NOT_CALLED))}"
     ours = {call for call in calls if call[2] not in ("leases", "customresourcedefinitions", "namespaces")}
     assert ours <= granted, f"called without a grant in the Role: {sorted(ours - granted)}"
+
+
+@pytest.mark.parametrize("query,admitted", [
+    ("in:spam", False), ("from:shop.com OR in:anywhere", False), ("(label:Trash)", False), ("{in:trash in:inbox}", False),
+    ("-in:spam from:shop.com", True), ("in:inbox label:receipts", True), ('"in:trash" subject words', True),
+])
+def test_query_cannot_reach_into_spam_or_trash(env, query, admitted):
+    """The CRD refuses at apply a query that would widen the search (the worker drops such terms too, and
+    its fixed group excludes spam and trash)."""
+    result = env.kubectl("apply", "--dry-run=server", "-f", "-", check=False,
+                         input=json.dumps(sync("q", "anything", query=query)))
+    assert (result.returncode == 0) == admitted, result.stderr
+    if not admitted:
+        assert "spec.query" in result.stderr

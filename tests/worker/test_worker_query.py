@@ -67,7 +67,7 @@ def test_no_user_query_means_no_user_group():
 def test_breakout_attempts_are_neutralized():
     cases = {
         ") OR (anything": "anything",  # the stray brackets go, then the dangling OR
-        "x) OR in:anywhere (": "x OR in:anywhere",
+        "x) OR in:anywhere (": "x",  # widening to spam/trash: dropped (issue 14)
         "a OR": "a",
         "OR a": "a",
         '"unterminated phrase': '"unterminated phrase"',
@@ -144,3 +144,19 @@ def test_receipt_terms_match_in_gmail_search():
         doc = gmail_search.SearchDoc.build(internal_ms=INSIDE_MS, subject=subject)
         assert gmail_search.compile_query(q).matches(doc), subject
     assert not gmail_search.compile_query(q).matches(gmail_search.SearchDoc.build(internal_ms=INSIDE_MS, subject="Lunch?"))
+
+
+def test_spam_and_trash_stay_out_whatever_the_user_asks():
+    """Issue 14: ``in:spam``/``in:trash``/``in:anywhere`` (and the label forms) would let phishing
+    "receipts" in; they are dropped, negations (which narrow) stay, and the fixed group excludes both."""
+    assert query.MAILBOX_SCOPE in query.RECEIPT_GROUP
+    for raw, expected in {"in:spam": "", "IN:Trash from:shop.com": "from:shop.com", "label:spam OR label:trash": "",
+                          "{in:anywhere in:inbox}": "{in:inbox}", "-in:spam -label:trash": "-in:spam -label:trash",
+                          "in:inbox label:receipts": "in:inbox label:receipts"}.items():
+        assert query.sanitize_user_query(raw) == expected, raw
+    q = query.build_query(1_700_000_000, 1_700_000_900, "in:anywhere OR in:spam")
+    node = gmail_search.compile_query(q)
+    for labels in (("SPAM",), ("TRASH",), ("INBOX", "TRASH")):
+        doc = gmail_search.SearchDoc.build(internal_ms=INSIDE_MS, subject="Your receipt", labels=labels)
+        assert not node.matches(doc), labels
+    assert node.matches(gmail_search.SearchDoc.build(internal_ms=INSIDE_MS, subject="Your receipt"))

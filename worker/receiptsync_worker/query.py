@@ -1,7 +1,9 @@
 """The Gmail search query for one sync, as pure functions.
 
-The query is ``(<receipt terms OR'd>) after:<epoch> before:<epoch> (<user terms>)``. The user's
-``spec.query`` is tokenized and re-assembled so it can only narrow the search: unbalanced
+The query is ``((<receipt terms OR'd>) -in:spam -in:trash) after:<epoch> before:<epoch> (<user terms>)``.
+The user's ``spec.query`` is tokenized and re-assembled so it can only narrow the search (terms that
+would reach into spam or trash - ``in:spam``, ``in:trash``, ``in:anywhere``, ``label:spam``,
+``label:trash`` - are dropped, and the fixed group excludes both anyway): unbalanced
 parentheses/braces and quotes are dropped or closed, control characters removed, dangling ``OR``s
 removed, and the result sits inside its own parentheses, so nothing the user types can escape its
 group and OR itself around the receipt terms or the date bounds.
@@ -35,7 +37,12 @@ HEBREW_TERMS = (
     '"אישור רכישה"',
 )
 RECEIPT_TERMS = ENGLISH_TERMS + HEBREW_TERMS
-RECEIPT_GROUP = "(" + " OR ".join(RECEIPT_TERMS) + ")"
+# Never spam or trash (issue 14: phishing "receipts" live there), whatever the user adds: the fixed
+# group is the receipt terms AND this scope.
+MAILBOX_SCOPE = "-in:spam -in:trash"
+RECEIPT_GROUP = "((" + " OR ".join(RECEIPT_TERMS) + ") " + MAILBOX_SCOPE + ")"
+# User terms that would widen the search to spam or trash (negated ones narrow it and stay).
+_WIDENING = re.compile(r"^(in|label):(spam|trash|anywhere)$", re.IGNORECASE)
 
 _OPENERS = {"(": ")", "{": "}"}
 _CLOSERS = {")": "(", "}": "{"}
@@ -59,7 +66,7 @@ def build_query(after_epoch: int, before_epoch: int, user_query: str | None = No
 def sanitize_user_query(raw: str) -> str:
     """The user's terms with balanced brackets/quotes and no dangling operators ('' if nothing is left)."""
     tokens = [_clean_token(t) for t in _TOKEN.findall(_strip_control(raw))]
-    tokens = _flatten_deep_groups(_drop_unbalanced_brackets([t for t in tokens if t]))
+    tokens = _flatten_deep_groups(_drop_unbalanced_brackets([t for t in tokens if t and not _WIDENING.match(t)]))
     return _join(_drop_dangling_operators(tokens))
 
 
