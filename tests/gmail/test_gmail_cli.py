@@ -1,16 +1,15 @@
 """`python -m receiptsync_sandbox.gmail` as a process: READY line, serving the client, clean stop."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import urllib.request
 
 from googleapiclient.discovery import build
 from google.oauth2.credentials import Credentials
 
 from gmail_helpers import ALICE
+from receiptsync_sandbox.testing import emulator_admin
 
 
 def test_cli_serves_until_terminated(mailbox_dir, tmp_path):
@@ -27,8 +26,7 @@ def test_cli_serves_until_terminated(mailbox_dir, tmp_path):
         gmail = build("gmail", "v1", credentials=credentials, static_discovery=True,
                       client_options={"api_endpoint": url})
         assert gmail.users().getProfile(userId="me").execute()["messagesTotal"] == 8
-        with urllib.request.urlopen(url + "_emulator/config", timeout=5) as response:
-            config = json.loads(response.read())
+        config = emulator_admin(url, "_emulator/config", timeout=5)
         assert config["quota_enabled"] is False and config["latency_ms"] == 5 and config["seed"] == 1
         assert (tmp_path / "state" / f"{ALICE}.history.json").exists()
     finally:

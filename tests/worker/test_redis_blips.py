@@ -12,7 +12,8 @@ import redis
 from receiptsync_common import contract
 from receiptsync_sandbox import services
 from receiptsync_sandbox.gmail.samples import generate_mailbox
-from worker_testkit import TODAY, Jobs, db_rows, parse_result, wait_until
+from receiptsync_sandbox.testing import wait_until
+from worker_testkit import TODAY, Jobs, db_rows, parse_result
 
 FULL = dict(date_from=(TODAY - dt.timedelta(days=200)).isoformat(), date_to=TODAY.isoformat(),
             explicit_from=True, explicit_to=True)
@@ -50,7 +51,7 @@ def test_redis_restarted_for_10s_mid_sync_of_2000_messages(own_redis, tmp_path, 
     outage: dict[str, float] = {}
 
     def restart_redis() -> None:
-        wait_until(lambda: _has_receipts(fresh_database, 200), timeout=60)
+        wait_until(lambda: _has_receipts(fresh_database, 200), timeout=60, interval=0.05)
         own_redis.stop()
         outage["start"] = time.monotonic()
         outage["saved_at_stop"] = len(saved(fresh_database))

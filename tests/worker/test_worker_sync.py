@@ -13,7 +13,8 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.samples import build_eml
-from worker_testkit import CLIENT_SECRET, TODAY, db_rows, parse_result, wait_until
+from receiptsync_sandbox.testing import wait_until
+from worker_testkit import CLIENT_SECRET, TODAY, db_rows, parse_result
 
 FULL_RANGE = dict(date_from=(TODAY - dt.timedelta(days=200)).isoformat(), date_to=TODAY.isoformat(),
                   explicit_from=True, explicit_to=True)
@@ -162,7 +163,7 @@ def test_crash_mid_run_then_retry_resumes_without_loss_or_duplicates(jobs, alice
     # one fetcher: batches commit one after another, so there is a moment with some but not all saved
     process = jobs.start(first, alice.address, extra_env={contract.WORKER_ENV_FETCH_THREADS: "1"})
     wait_until(lambda: db_rows(jobs.database_url, "SELECT count(*) FROM sync_checkpoints")[0][0] >= 25
-               if _has_schema(jobs.database_url) else False, timeout=60)
+               if _has_schema(jobs.database_url) else False, timeout=60, interval=0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)
     committed = db_rows(jobs.database_url, "SELECT count(*) FROM receipts")[0][0]
@@ -194,7 +195,8 @@ def test_sigterm_stops_after_the_current_batch(jobs, alice, knobs):
     payload = jobs.payload(**FULL_RANGE)
     process = jobs.start(payload, alice.address, extra_env={contract.WORKER_ENV_FETCH_THREADS: "1"})
     wait_until(lambda: _has_schema(jobs.database_url)
-               and db_rows(jobs.database_url, "SELECT count(*) FROM sync_checkpoints")[0][0] > 0, timeout=60)
+               and db_rows(jobs.database_url, "SELECT count(*) FROM sync_checkpoints")[0][0] > 0, timeout=60,
+               interval=0.05)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=20)
     result = parse_result(process.returncode, stdout, stderr)

@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import redis
 from receiptsync_common import attempt_identity, contract, migrations
 from receiptsync_common.jobspec import JobPayload
 from receiptsync_sandbox.gmail.auth import authorized_user
+from receiptsync_sandbox.testing import emulator_admin
 
 CLIENT_SECRET = "client-secret-5b0f6c1d9e"
 
@@ -37,11 +36,7 @@ class Emulator:
         self.url = line.split()[1].rstrip("/")
 
     def admin(self, path: str, body: dict | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="POST" if data is not None else "GET",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        return emulator_admin(self.url, path, body)
 
     def configure(self, **changes: Any) -> None:
         self.admin("/_emulator/config", changes)
@@ -166,12 +161,3 @@ def migrate(database_url: str) -> None:
 def db_rows(database_url: str, sql: str, *params: Any) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")

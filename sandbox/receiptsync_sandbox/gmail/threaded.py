@@ -11,14 +11,13 @@ cannot share its thread):
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from ..testing import emulator_admin
 from .config import EmulatorConfig
 from .server import EMULATOR, Emulator, create_app
 
@@ -84,12 +83,8 @@ class ThreadedEmulator:
         return self.app[EMULATOR]
 
     def admin(self, path: str, body: dict | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path.lstrip("/"), data=data,
-                                         method="GET" if data is None else "POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        """GET, or POST of ``body``, to the admin API (``_emulator/...``): the one client, testing's."""
+        return emulator_admin(self.url, path, body)
 
     def configure(self, **changes: Any) -> dict:
         return self.admin("_emulator/config", changes)
