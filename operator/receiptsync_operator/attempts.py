@@ -64,7 +64,8 @@ class Liveness:
 
 
 class Attempts:
-    def __init__(self, ctx: Context, dispatcher: Dispatcher, lookup: Callable[[Key], Awaitable[Resource | None]]) -> None:
+    def __init__(self, ctx: Context, dispatcher: Dispatcher,
+                 lookup: Callable[[Key], Awaitable[Resource | None]]) -> None:
         self.ctx = ctx
         self.dispatcher = dispatcher
         self._lookup = lookup
@@ -203,7 +204,8 @@ class Attempts:
             state = await self._attempt_state(key, job_name, job_id)
             if state is None:
                 return  # still waiting for a slot
-            if state == job_state.JOB_GONE and current.get("phase") == contract.PHASE_QUEUED and not current.get("workerJob"):
+            if (state == job_state.JOB_GONE and current.get("phase") == contract.PHASE_QUEUED
+                    and not current.get("workerJob")):
                 await self._requeue(item, key, current)  # the queue lost it (e.g. Redis restarted)
                 return
             if state != job_state.JOB_ACTIVE and await self._worker_said(item, key, job_name, job_id):

@@ -88,7 +88,8 @@ class Controller:
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._learn_status_schema()
-        consumer = HeartbeatConsumer(self.ctx.queue.redis, tenancy.heartbeat_handler(self.ctx, self.attempts.on_heartbeat),
+        consumer = HeartbeatConsumer(self.ctx.queue.redis,
+                                     tenancy.heartbeat_handler(self.ctx, self.attempts.on_heartbeat),
                                      scope=self.ctx.settings.namespace)
         for name, coro in (("jobs", self.job_informer.run()), ("pods", self.pod_informer.run()),
                            ("dispatcher", self.dispatcher.run()), ("heartbeats", consumer.run()),

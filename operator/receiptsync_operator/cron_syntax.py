@@ -21,6 +21,7 @@ both must match; otherwise a day matches when *either* does (``0 0 1,15 * MON`` 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import re
 import zoneinfo

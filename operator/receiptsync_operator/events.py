@@ -30,7 +30,8 @@ def truncate_utf8(text: str, limit: int = MESSAGE_BYTES) -> str:
     return data[: limit - len("…".encode())].decode("utf-8", errors="ignore") + "…"
 
 
-def build(meta: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime, instance: str) -> dict[str, Any]:
+def build(meta: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime,
+          instance: str) -> dict[str, Any]:
     stamp = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     micro = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {

@@ -43,7 +43,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     queue = Queue.from_url(memo.config.redis_url)
-    memo.controller = Controller(memo.config, memo.kube, queue, Events(memo.kube, memo.config.identity, may_write=memo.leading),
+    memo.controller = Controller(memo.config, memo.kube, queue,
+                                 Events(memo.kube, memo.config.identity, may_write=memo.leading),
                                  may_write=memo.leading)
     await memo.controller.start()
 

@@ -75,7 +75,8 @@ class JobCache:
         self._seen_since.setdefault(key_of(body), self._monotonic())
 
     def pods_of(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        return [p for (ns, _), p in self.pods.items.items() if ns == namespace and job_state.job_name_of_pod(p) == job_name]
+        return [p for (ns, _), p in self.pods.items.items()
+                if ns == namespace and job_state.job_name_of_pod(p) == job_name]
 
     def slots_held(self, namespace: str | None = None) -> int:
         in_scope = (lambda ns: namespace is None or ns == namespace)

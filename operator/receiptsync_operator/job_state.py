@@ -134,7 +134,7 @@ def pod_trouble(pod: Mapping[str, Any], *, trouble_for: float, start_timeout: fl
         verdict = FATAL if trouble_for >= image_pull_timeout else PENDING
         return PodTrouble(word, detail, name, verdict, contract.REASON_IMAGE_PULL_FAILED)
     for cond in pod_status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+        if (cond.get("type"), cond.get("status"), cond.get("reason")) == ("PodScheduled", "False", "Unschedulable"):
             verdict = FATAL if trouble_for >= start_timeout else PENDING
             return PodTrouble("Unschedulable", cond.get("message") or "", name, verdict, contract.REASON_UNSCHEDULABLE)
     return None
@@ -193,7 +193,8 @@ _PERMANENT_403 = ("violates podsecurity", "admission webhook", "denied the reque
 def creation_refusal_is_permanent(status: int, message: str) -> bool:
     """A refused Job creation no retry will fix (the run fails with the server's message): the
     object is invalid (400, 422), its namespace is gone (404), or admission refused it (a webhook,
-    a ValidatingAdmissionPolicy, Pod Security). RBAC, quota (403 "exceeded quota"), 429 and 5xx are retried with backoff."""
+    a ValidatingAdmissionPolicy, Pod Security). RBAC, quota (403 "exceeded quota"), 429 and 5xx are retried
+    with backoff."""
     if status in (400, 404, 422):
         return True
     if status == 403:

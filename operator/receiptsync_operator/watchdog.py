@@ -68,7 +68,8 @@ class Watchdog:
 
     def _job_known(self, item: Resource, key: Key, view: Mapping[str, Any]) -> bool:
         parsed = runs.parse_job_id(view.get("jobId") or "")
-        return parsed is not None and self.ctx.jobs.get(key[0], runs.job_name_for(item.meta, parsed[2], parsed[3])) is not None
+        return (parsed is not None
+                and self.ctx.jobs.get(key[0], runs.job_name_for(item.meta, parsed[2], parsed[3])) is not None)
 
     async def watchdog_pass(self, *, resync: bool) -> None:
         to_check: list[Key] = []

@@ -169,7 +169,8 @@ class WorkerCredentials:
         await asyncio.to_thread(self.db.grant, issued.role, issued.database_password)
         self._issued_at.setdefault(issued.role.role_name, time.monotonic())
         try:
-            await redis_acl.define(self.redis, payload.job_id, issued.redis_password, self._mailboxes.get(payload.job_id))
+            await redis_acl.define(self.redis, payload.job_id, issued.redis_password,
+                                   self._mailboxes.get(payload.job_id))
         except (RedisError, OSError) as exc:
             raise CredentialsUnavailable(f"Redis refused the attempt's user: {type(exc).__name__}") from None
         self._live[payload.job_id] = issued.role
@@ -263,7 +264,8 @@ class WorkerCredentials:
             await self.ctx.kube.delete(core_path("secrets", role.namespace, role.secret_name), propagation="Background")
         except ApiError as exc:
             if exc.status != 404:
-                logger.warning("could not delete the attempt's Secret yet: %s", exc.status, extra={"job_id": role.job_id})
+                logger.warning("could not delete the attempt's Secret yet: %s", exc.status,
+                               extra={"job_id": role.job_id})
                 return
         await asyncio.to_thread(self.db.revoke, role.role_name)
         self._issued_at.pop(role.role_name, None)

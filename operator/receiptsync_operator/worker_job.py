@@ -53,7 +53,8 @@ def worker_labels(payload: JobPayload) -> dict[str, str]:
 
 def worker_selector() -> str:
     """The label selector of every worker Job (the only Jobs the operator watches)."""
-    return f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY_VALUE},{contract.LABEL_COMPONENT}={contract.COMPONENT_WORKER}"
+    return (f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY_VALUE},"
+            f"{contract.LABEL_COMPONENT}={contract.COMPONENT_WORKER}")
 
 
 def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings, job_name: str) -> list[dict[str, Any]]:
@@ -225,7 +226,8 @@ def merge_template(job: Mapping[str, Any], template: Mapping[str, Any] | None) -
         pod[key] = _merge_dicts(pod[key], value) if isinstance(value, Mapping) and isinstance(pod.get(key), Mapping) \
             else copy.deepcopy(value)
     pod["volumes"] = _by_name(pod.get("volumes") or [], theirs.get("volumes") or [])
-    worker = next((c for c in theirs.get("containers") or [] if c.get("name", WORKER_CONTAINER) == WORKER_CONTAINER), None)
+    worker = next((c for c in theirs.get("containers") or []
+                   if c.get("name", WORKER_CONTAINER) == WORKER_CONTAINER), None)
     if worker is not None:
         pod["containers"] = [_merge_container(c, worker) if c.get("name") == WORKER_CONTAINER else c
                              for c in pod["containers"]]

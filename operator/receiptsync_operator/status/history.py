@@ -53,7 +53,8 @@ def conditions(
             "status": status,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": rfc3339(now) if changed or not old.get("lastTransitionTime") else old["lastTransitionTime"],
+            "lastTransitionTime": (rfc3339(now) if changed or not old.get("lastTransitionTime")
+                                   else old["lastTransitionTime"]),
         }
         if generation is not None:
             cond["observedGeneration"] = generation

@@ -85,7 +85,8 @@ def background_heartbeat(
     return None
 
 
-def replaced(status: Mapping[str, Any], *, new_run_id: int, now: dt.datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def replaced(status: Mapping[str, Any], *, new_run_id: int,
+             now: dt.datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """concurrencyPolicy Replace: every run still going ends Failed/Replaced. Returns the patch (only
     status.runs: the top-level fields are about to describe the new run) and the runs it stopped, as
     they were (their jobId and workerJob tell what to stop)."""
