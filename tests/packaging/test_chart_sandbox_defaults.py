@@ -88,7 +88,7 @@ def _create_credentials(sandbox) -> None:
 def test_bare_helm_install_syncs_the_example_and_uninstall_leaves_only_the_crd(sandbox):
     # What `receiptsync-sandbox up` provisioned for the chart's defaults.
     connections = sandbox.get("secret", "receiptsync-connections", NAMESPACE)
-    assert set(connections["data"]) == {"redis-url", "database-url", "gmail-api-endpoint"}
+    assert set(connections["data"]) == {"redis-url", "database-url", "gmail-api-endpoint", "credential-key"}
 
     sandbox.helm("install", RELEASE, str(CHART))
     assert sandbox.get("crd", CRD_NAME) is not None, "the chart's crds/ were not installed"
