@@ -283,3 +283,37 @@ def test_query_cannot_reach_into_spam_or_trash(env, query, admitted):
     assert (result.returncode == 0) == admitted, result.stderr
     if not admitted:
         assert "spec.query" in result.stderr
+
+
+def test_a_running_attempt_gets_its_redis_user_back_after_redis_restarts(env, tmp_path):
+    """Redis forgets ACL users when it restarts: the operator notices (the server's run id) and
+    re-creates those of running attempts, so their workers carry on and the run finishes."""
+    import os
+    import signal
+
+    from receiptsync_sandbox import services
+
+    own = services.start_redis(tmp_path / "redis")
+    try:
+        annotate(env.sandbox, env.ns, "ta-biz")
+        op = env.start_operator(**per_attempt(env.sandbox), **{c.OPERATOR_ENV_REDIS_URL: own.url})
+        env.apply(gmail_secret(env.sandbox))
+        env.apply(sync("survivor", "ta-biz"))
+        job = job_of(env, "survivor")
+        user = attempt_secret(env, job)[c.CREDENTIALS_REDIS_URL_KEY].split("://", 1)[1].split(":", 1)[0]
+        admin = redis.Redis.from_url(own.url, decode_responses=True)
+        wait_until(lambda: c.quota_key(MAILBOX) in json.dumps(admin.execute_command("ACL", "GETUSER", user)),
+                   timeout=60, message="the worker syncing (its mailbox's bucket granted)")
+        os.kill(own.pid, signal.SIGKILL)
+        services.wait_for_exit(own.pid)
+        own = services.start_redis(tmp_path / "redis", port=own.port)  # empty: no ACL users
+        wait_until(lambda: op.logged("Redis restarted: re-creating the ACL users of running attempts"), timeout=20,
+                   message="the operator noticing the restart")
+        admin = redis.Redis.from_url(own.url, decode_responses=True)
+        assert admin.execute_command("ACL", "GETUSER", user) is not None
+        done = env.wait_phase("survivor", c.PHASE_FINISHED, timeout=120)
+        assert done["reason"] == c.REASON_SUCCEEDED and done["attempt"] == 1, done
+        wait_until(lambda: admin.execute_command("ACL", "GETUSER", user) is None, timeout=30,
+                   message="the Redis user removed after the attempt")
+    finally:
+        own.stop()
