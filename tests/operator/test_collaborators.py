@@ -132,8 +132,9 @@ def test_event_messages_are_cut_by_utf8_bytes():
 # --- status keys against the CRD's schema ---------------------------------------------------------------
 def _every_patch() -> list[dict]:
     spec = {"successfulRunsHistoryLimit": 3}
-    queued = st.queued({}, run_id=1, job_id="ns.x.u.r1.a1", now=NOW, generation=1, date_range=("2025-01-01", "2025-02-01"),
-                       run_now="a", trigger="spec", spec=spec, schedule_time=NOW)
+    queued = st.queued({}, run_id=1, job_id="ns.x.u.r1.a1", now=NOW, generation=1,
+                       date_range=("2025-01-01", "2025-02-01"), run_now="a", trigger="spec", spec=spec,
+                       schedule_time=NOW)
     status = st.apply({}, queued)
     hb = {c.HB_JOB_ID: "ns.x.u.r1.a1", c.HB_TIME: "2025-06-15T12:00:01Z", c.HB_SCANNED: "3", c.HB_SAVED: "1",
           c.HB_DATE_FROM: "2025-01-01", c.HB_DATE_TO: "2025-02-01"}
@@ -150,7 +151,8 @@ def _every_patch() -> list[dict]:
                st.worker_starting(status, job_name="rs-x"), st.waiting(status, position=2, total=3, max_workers=1),
                st.pod_news(status, message="m"), st.job_create_failed(status, message="m"),
                {"observedGeneration": 3, "lastSkippedScheduleTime": "x", "nextScheduleTime": "y"}]
-    overlapping = st.apply(status, {"runId": 2, "runs": status["runs"] + [{"runId": 2, "phase": "Queued", "jobId": "j"}]})
+    overlapping = st.apply(status, {"runId": 2,
+                                    "runs": status["runs"] + [{"runId": 2, "phase": "Queued", "jobId": "j"}]})
     entry = st.background_runs(overlapping)[0]
     patches += [st.end_background_run(overlapping, entry, phase="Finished", reason="R", message="m", now=NOW,
                                       spec=spec, counters={"messagesScanned": 1, "savedReceipts": 1}),

@@ -51,7 +51,8 @@ def test_ties_are_stable_by_job_id():
     assert p.start == ("a",)
 
 
-@given(s.lists(s.tuples(s.sampled_from(["high", "default", "low"]), s.floats(0, 1e9)), max_size=30, unique_by=lambda t: t),
+@given(s.lists(s.tuples(s.sampled_from(["high", "default", "low"]), s.floats(0, 1e9)), max_size=30,
+               unique_by=lambda t: t),
        s.integers(0, 10), s.integers(1, 10))
 def test_plan_properties(items, active, max_workers):
     entries = [e(f"j{i}", p, sc) for i, (p, sc) in enumerate(items)]

@@ -148,7 +148,8 @@ def test_a_plain_run_costs_at_most_eight_api_writes(env, tmp_path):
         for e in env.sandbox.audit(user=env.operator_user):
             ref = e.get("objectRef") or {}
             if e["verb"] in WRITE_VERBS and ref.get("namespace") == env.ns and ref.get("resource") != "leases":
-                label = f"{e['verb']} {ref.get('resource')}" + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                label = f"{e['verb']} {ref.get('resource')}{sub}"
                 counted[label] = counted.get(label, 0) + 1
         return counted
 

@@ -55,7 +55,8 @@ def test_apply_queues_starts_a_worker_job_and_finishes_with_counters(env):
     assert owner["kind"] == c.KIND and owner["name"] == "acme" and owner["controller"] is True
     pod = job["spec"]["template"]["spec"]
     env_vars = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env_vars[c.ENV_GMAIL_CREDENTIALS]["valueFrom"]["secretKeyRef"] == {"name": "gmail", "key": "credentials.json"}
+    secret_ref = env_vars[c.ENV_GMAIL_CREDENTIALS]["valueFrom"]["secretKeyRef"]
+    assert secret_ref == {"name": "gmail", "key": "credentials.json"}
     assert job["spec"]["backoffLimit"] == 0 and pod["automountServiceAccountToken"] is False
     assert env.redis.get(f"standin:creds:{done['jobId']}") == "yes"  # the worker got its credentials
 
@@ -103,7 +104,8 @@ def test_capped_workers_wait_with_place_in_line_then_run_in_priority_order(env):
     waiting("low", "3rd")
     for name, place in (("high", "1st"), ("dflt", "2nd"), ("low", "3rd")):
         message = env.status(name)["message"]
-        assert message.startswith(f"Waiting for a worker: {place} in line of ") and "(all 1 worker slots are busy)" in message
+        assert message.startswith(f"Waiting for a worker: {place} in line of ")
+        assert "(all 1 worker slots are busy)" in message
     # Having to wait is worth an Event (`kubectl describe`); starting at once is not.
     assert c.PHASE_QUEUED in [e["reason"] for e in env.events("high")]
     assert c.PHASE_QUEUED not in [e["reason"] for e in env.events("first")]

@@ -137,7 +137,8 @@ def test_concurrency_policies(env):
                                timeout=20, message="replacing run finished")
     old = run_entry(replaced, 1)
     assert old["phase"] == c.PHASE_FAILED and old["reason"] == c.REASON_REPLACED
-    replace_jobs = [j["metadata"]["name"] for j in env.jobs() if j["metadata"]["labels"][c.LABEL_SYNC_NAME] == "replace"]
+    replace_jobs = [j["metadata"]["name"] for j in env.jobs()
+                    if j["metadata"]["labels"][c.LABEL_SYNC_NAME] == "replace"]
     assert not any(name.endswith("-r1-a1") for name in replace_jobs)
     assert c.REASON_REPLACED in [e["reason"] for e in env.events("replace")]
     # Allow: run 2 started while run 1 was still going; both finish and both are in status.runs.

@@ -131,7 +131,8 @@ def test_slots_are_held_until_the_old_pod_is_gone():
     done["metadata"]["name"] = "old"
     # A failed Job whose pod still terminates holds its slot; so does a pod whose Job was deleted.
     assert js.slots_held([("ns", active), ("ns", done)], []) == 1
-    assert js.slots_held([("ns", active), ("ns", done)], [("ns", pod(phase="Running", job_name="old", deleting=True))]) == 2
+    leftover = ("ns", pod(phase="Running", job_name="old", deleting=True))
+    assert js.slots_held([("ns", active), ("ns", done)], [leftover]) == 2
     assert js.slots_held([], [("ns", pod(phase="Running", job_name="gone"))]) == 1
     assert js.slots_held([("ns", active)], [("ns", pod(phase="Running", job_name="j"))]) == 1  # counted once
     assert js.slots_held([("ns", done)], [("ns", pod(phase="Failed", job_name="old"))]) == 0

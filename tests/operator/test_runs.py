@@ -47,11 +47,13 @@ def test_run_now_each_new_value_once():
     assert t.kind == runs.TRIGGER_RUN_NOW and t.run_now == "2025-06-15T12:00"
     assert runs.next_run(meta(annotations=ann), {**status, "observedRunNow": "2025-06-15T12:00"}) is None
     # Without observedRunNow (a schema without it), the newest status.runs entry remembers it.
-    assert runs.next_run(meta(annotations=ann), {**status, "runs": [{"runId": 1, "runNow": "2025-06-15T12:00"}]}) is None
+    assert runs.next_run(meta(annotations=ann),
+                         {**status, "runs": [{"runId": 1, "runNow": "2025-06-15T12:00"}]}) is None
     # A run started without the annotation (an edit, a tick) does not make the old value new again.
     assert runs.next_run(meta(annotations=ann), {**status, "runs": [{"runId": 1, "runNow": "2025-06-15T12:00"},
                                                                    {"runId": 2}]}) is None
-    assert runs.next_run(meta(annotations={c.RUN_NOW_ANNOTATION: "again"}), {**status, "observedRunNow": "x"}).run_now == "again"
+    again = runs.next_run(meta(annotations={c.RUN_NOW_ANNOTATION: "again"}), {**status, "observedRunNow": "x"})
+    assert again.run_now == "again"
 
 
 def test_generation_run_records_the_current_run_now_value():
@@ -84,7 +86,8 @@ def test_job_ids_are_deterministic_and_parse_back():
     assert runs.parse_job_id(job_id) == ("team-a", "acme.sync", 3, 2)
 
 
-@pytest.mark.parametrize("bad", ["", "nodots", "ns.name.uid.r1", "ns.name.uid.rx.a1", "ns.name.uid.r1.b1", ".n.u.r1.a1"])
+@pytest.mark.parametrize("bad", ["", "nodots", "ns.name.uid.r1", "ns.name.uid.rx.a1", "ns.name.uid.r1.b1",
+                                 ".n.u.r1.a1"])
 def test_parse_job_id_rejects_garbage(bad):
     assert runs.parse_job_id(bad) is None
 

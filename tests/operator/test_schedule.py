@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiptsync_common import contract as c
 from receiptsync_operator import schedule as sch
 
 UTC = dt.timezone.utc

@@ -106,7 +106,10 @@ def independent_match(expr: str, wall: dt.datetime) -> bool:
     (minute, _), (hour, _), (dom, dom_star), (month, _), (dow, dow_star) = (
         _values(f, i) for i, f in enumerate(fields))
     day_of_week = (wall.weekday() + 1) % 7  # cron: Sunday is 0
-    day = (wall.day in dom and day_of_week in dow) if (dom_star or dow_star) else (wall.day in dom or day_of_week in dow)
+    if dom_star or dow_star:
+        day = wall.day in dom and day_of_week in dow
+    else:
+        day = wall.day in dom or day_of_week in dow
     return wall.minute in minute and wall.hour in hour and wall.month in month and day
 
 

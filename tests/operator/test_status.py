@@ -83,7 +83,8 @@ def test_finished_without_started_still_sets_started_at():
 
 
 def test_failed_heartbeat_hands_the_failure_over():
-    u = st.from_heartbeat(queued_status(), SPEC, hb("Failed", reason=c.REASON_GMAIL_AUTH_ERROR, message="invalid_grant"), NOW)
+    failed = hb("Failed", reason=c.REASON_GMAIL_AUTH_ERROR, message="invalid_grant")
+    u = st.from_heartbeat(queued_status(), SPEC, failed, NOW)
     assert u.failure == (c.REASON_GMAIL_AUTH_ERROR, "invalid_grant")
     assert "phase" not in u.patch
 

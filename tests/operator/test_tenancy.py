@@ -36,7 +36,8 @@ def test_secrets_are_derived_per_attempt_and_purpose_and_never_repeat_across_the
               for job in (JOB, JOB.replace("a3", "a4"))}
     assert len(values) == 6
     assert attempt_auth.password(MASTER, "redis", JOB) == attempt_auth.password(MASTER, "redis", JOB)  # restart-proof
-    assert attempt_auth.password(attempt_auth.master_key("x" * 64), "redis", JOB) != attempt_auth.password(MASTER, "redis", JOB)
+    other_master = attempt_auth.master_key("x" * 64)
+    assert attempt_auth.password(other_master, "redis", JOB) != attempt_auth.password(MASTER, "redis", JOB)
     assert len(attempt_auth.password(MASTER, "redis", JOB)) == 43 and len(attempt_auth.heartbeat_key(MASTER, JOB)) == 64
     with pytest.raises(attempt_auth.CredentialKeyError):
         attempt_auth.master_key("short")
@@ -206,7 +207,8 @@ GONE_POD = {"status": {"phase": "Succeeded"}}
     (ACTIVE, [RUNNING_POD], True, 1, True, True),  # past its deadline, whatever runs
 ])
 def test_when_credentials_are_revoked(job, pods, synced, issued_for, expired, verdict):
-    role = dataclasses.replace(issued().role, expires_at=NOW - dt.timedelta(seconds=1) if expired else NOW + dt.timedelta(hours=1))
+    expires_at = NOW - dt.timedelta(seconds=1) if expired else NOW + dt.timedelta(hours=1)
+    role = dataclasses.replace(issued().role, expires_at=expires_at)
     assert worker_credentials.ended(role, job, pods, now=NOW, jobs_synced=synced, issued_for=issued_for) is verdict
 
 

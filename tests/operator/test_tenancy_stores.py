@@ -67,7 +67,8 @@ def test_an_attempts_role_runs_the_store_for_its_business_and_sees_nothing_else(
             assert {row[0] for row in conn.execute(f"SELECT business_id FROM {table}")} <= {"ta-biz"}, table
         assert conn.execute("UPDATE sync_runs SET status = 'x' WHERE business_id = 'tb-biz'").rowcount == 0
         for statement in ("CREATE TABLE t (i int)", "SELECT * FROM attempt_credentials", "DROP TABLE receipts",
-                          "ALTER TABLE receipts DISABLE ROW LEVEL SECURITY", "TRUNCATE receipts", "DELETE FROM receipts",
+                          "ALTER TABLE receipts DISABLE ROW LEVEL SECURITY", "TRUNCATE receipts",
+                          "DELETE FROM receipts",
                           "INSERT INTO receipts (business_id, gmail_message_id, subject, sender, received_at,"
                           " first_job_id) VALUES ('tb-biz', 'p', 's', 'x', now(), 'j')"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -104,7 +105,8 @@ def test_an_attempts_redis_user_reaches_only_its_own_keys(redis_url):
     import asyncio
 
     asyncio.run(define())
-    worker = redis.Redis.from_url(redis_acl.worker_url(redis_url, redis_acl.user_name(job), password), decode_responses=True)
+    worker = redis.Redis.from_url(redis_acl.worker_url(redis_url, redis_acl.user_name(job), password),
+                                  decode_responses=True)
     assert worker.get(c.job_key(job)) == "{}" and worker.ping()
     pipe = worker.pipeline(transaction=True)
     pipe.delete(c.heartbeat_key(job)).hset(c.heartbeat_key(job), mapping={"a": "b"}).expire(c.heartbeat_key(job), 9)
@@ -155,7 +157,8 @@ async def test_the_queue_reads_back_only_what_it_signed_and_only_signed_heartbea
     forged = {c.HB_JOB_ID: job, c.HB_PHASE: c.PHASE_FAILED, c.HB_MAC: "0" * 64}
     await client.hset(c.heartbeat_key(job), mapping=forged)
     assert await queue.heartbeat(job) == {} and await queue.heartbeats([job]) == {job: {}}
-    signed = attempt_auth.sign_heartbeat(attempt_auth.heartbeat_key(MASTER, job), {c.HB_JOB_ID: job, c.HB_PHASE: "Started"})
+    signed = attempt_auth.sign_heartbeat(attempt_auth.heartbeat_key(MASTER, job),
+                                         {c.HB_JOB_ID: job, c.HB_PHASE: "Started"})
     await client.delete(c.heartbeat_key(job))
     await client.hset(c.heartbeat_key(job), mapping=signed)
     assert await queue.heartbeat(job) == signed

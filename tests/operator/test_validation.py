@@ -24,7 +24,8 @@ def message(s, secret=SECRET):
 
 
 def test_valid_spec_passes():
-    validation.validate(spec(fromDate="2024-02-29", toDate="2025-01-31", timeZone="Asia/Jerusalem", timeout="90s"), SECRET)
+    validation.validate(spec(fromDate="2024-02-29", toDate="2025-01-31", timeZone="Asia/Jerusalem", timeout="90s"),
+                        SECRET)
 
 
 @pytest.mark.parametrize("field", ["fromDate", "toDate"])

@@ -64,7 +64,8 @@ def test_worker_redis_url_override_and_optional_env():
 
 def test_default_secret_key():
     spec = {**SPEC, "gmail": {"secretRef": {"name": "g"}}}
-    assert env_of(manifest(spec=spec))[c.ENV_GMAIL_CREDENTIALS]["valueFrom"]["secretKeyRef"]["key"] == "credentials.json"
+    secret_ref = env_of(manifest(spec=spec))[c.ENV_GMAIL_CREDENTIALS]["valueFrom"]["secretKeyRef"]
+    assert secret_ref["key"] == "credentials.json"
 
 
 def test_job_spec_and_restricted_pod():
@@ -109,7 +110,8 @@ def test_label_value():
 
 
 def test_selector():
-    assert worker_job.worker_selector() == f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE},{c.LABEL_COMPONENT}={c.COMPONENT_WORKER}"
+    assert worker_job.worker_selector() == (f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE},"
+                                            f"{c.LABEL_COMPONENT}={c.COMPONENT_WORKER}")
 
 
 def test_connection_urls_by_secret_reference_when_configured():
