@@ -83,7 +83,8 @@ def wait_for_phase(env: dict[str, str], name: str, run_id: int | None = None, ti
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        result = subprocess.run(["kubectl", "get", "rsync", name, "-o", "json"], env=env, text=True, capture_output=True)
+        result = subprocess.run(["kubectl", "get", "rsync", name, "-o", "json"], env=env, text=True,
+                                capture_output=True)
         if result.returncode == 0:
             status = json.loads(result.stdout).get("status") or {}
             phase = status.get("phase")

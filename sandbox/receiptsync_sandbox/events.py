@@ -16,7 +16,8 @@ def event_body(obj: dict, event_type: str, reason: str, message: str, component:
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{meta.get('name')}.{os.urandom(8).hex()}", "namespace": meta.get("namespace") or "default"},
+        "metadata": {"name": f"{meta.get('name')}.{os.urandom(8).hex()}",
+                     "namespace": meta.get("namespace") or "default"},
         "involvedObject": {
             "apiVersion": obj.get("apiVersion", ""),
             "kind": obj.get("kind", ""),

@@ -15,8 +15,8 @@ def _data(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def kubeconfig(server: str, ca_cert: Path, *, user: str, client_cert: Path | None = None, client_key: Path | None = None,
-               token: str | None = None, namespace: str | None = None) -> dict:
+def kubeconfig(server: str, ca_cert: Path, *, user: str, client_cert: Path | None = None,
+               client_key: Path | None = None, token: str | None = None, namespace: str | None = None) -> dict:
     credentials: dict[str, str] = {}
     if client_cert and client_key:
         credentials = {"client-certificate-data": _data(client_cert), "client-key-data": _data(client_key)}
@@ -28,7 +28,8 @@ def kubeconfig(server: str, ca_cert: Path, *, user: str, client_cert: Path | Non
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority-data": _data(ca_cert)}}],
+        "clusters": [{"name": CLUSTER_NAME,
+                      "cluster": {"server": server, "certificate-authority-data": _data(ca_cert)}}],
         "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": CLUSTER_NAME, "context": context}],
         "current-context": CLUSTER_NAME,

@@ -152,14 +152,16 @@ def start_postgres(directory: Path, port: int | None = None, env: dict[str, str]
         data_dir.mkdir(exist_ok=True)
     (directory / "postgres.datadir").write_text(str(data_dir))
     server = PostgresServer(port=port, data_dir=data_dir, bindir=find_pg_bindir(), run_as=run_as)
-    result = _run_pg(server, ["initdb", "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], check=False)
+    result = _run_pg(server, ["initdb", "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                              "--no-sync"], check=False)
     if result.returncode != 0:
         raise ServiceError(f"initdb failed: {result.stderr.strip()[-500:]}")
     # fsync off only risks data on a machine crash; commits a client was told about survive a
     # PostgreSQL crash (synchronous_commit stays on), which the fault suite relies on.
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data_dir} -c fsync=off -c full_page_writes=off -c max_connections=200"
-    result = _run_pg(server, ["pg_ctl", "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"), "-w", "-t", "60", "start"],
-                     check=False, env=env)
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {data_dir} -c fsync=off -c full_page_writes=off"
+               " -c max_connections=200")
+    result = _run_pg(server, ["pg_ctl", "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"),
+                              "-w", "-t", "60", "start"], check=False, env=env)
     if result.returncode != 0:
         log = (data_dir / "server.log").read_text(errors="replace")[-800:] if (data_dir / "server.log").exists() else ""
         raise ServiceError(f"postgres failed to start: {result.stderr.strip()[-500:]} {log}")

@@ -118,11 +118,13 @@ class Sandbox:
                 kubectl: str | None = None) -> subprocess.CompletedProcess:
         return self._run([kubectl or str(BIN / "kubectl"), *args], check, input, timeout)
 
-    def helm(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def helm(self, *args: str, check: bool = True, input: str | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
         return self._run([str(BIN / "helm"), *args], check, input, timeout)
 
     def _run(self, argv: list[str], check: bool, input: str | None, timeout: float) -> subprocess.CompletedProcess:
-        result = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.process_env(), timeout=timeout)
+        result = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.process_env(),
+                                timeout=timeout)
         if check and result.returncode != 0:
             raise SandboxError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
@@ -176,16 +178,18 @@ class Sandbox:
 
         prepare_namespace(Kubectl(str(BIN / "kubectl"), Path(self.kubeconfig)), namespace, business_ids)
 
-    def install_operator_identity(self, namespace: str, *, scope: str = "namespace", extra: tuple[str, ...] = ()) -> str:
+    def install_operator_identity(self, namespace: str, *, scope: str = "namespace",
+                                  extra: tuple[str, ...] = ()) -> str:
         """The chart's ServiceAccount and RBAC for an operator watching ``namespace`` (helm, with no
         operator pod: the test runs the operator itself). Returns the ServiceAccount's user name."""
         from .operator_install import CHART
 
         release = f"rs-{namespace}"[:40]
         # --skip-crds: the suite installs the CRD from manifests/ itself.
-        self.helm("upgrade", "--install", release, str(CHART), "-n", namespace, "--skip-crds", "--set", "operator.replicas=0",
-                  "--set", f"rbac.scope={scope}", "--set", f"watchNamespace={namespace}",
-                  "--set", "metrics.service.enabled=false", "--set", "podDisruptionBudget.enabled=false", *extra)
+        self.helm("upgrade", "--install", release, str(CHART), "-n", namespace, "--skip-crds",
+                  "--set", "operator.replicas=0", "--set", f"rbac.scope={scope}",
+                  "--set", f"watchNamespace={namespace}", "--set", "metrics.service.enabled=false",
+                  "--set", "podDisruptionBudget.enabled=false", *extra)
         return f"system:serviceaccount:{namespace}:{release}-receipt-sync"
 
     def service_account_kubeconfig(self, user: str, path: Path) -> Path:

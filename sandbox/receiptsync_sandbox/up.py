@@ -112,7 +112,8 @@ def start_databases(state: statefile.SandboxState, env: dict[str, str]) -> tuple
     state.postgres = {"directory": str(state_dir / "postgres")}
     state.save()  # before starting: a failed start still leaves a data dir for `down` to remove
     postgres = services.start_postgres(state_dir / "postgres", env=env)
-    state.postgres.update(port=postgres.port, data_dir=str(postgres.data_dir), bindir=postgres.bindir, run_as=postgres.run_as)
+    state.postgres.update(port=postgres.port, data_dir=str(postgres.data_dir), bindir=postgres.bindir,
+                          run_as=postgres.run_as)
     state.save()
     _link_log(state_dir / "logs" / "postgres.log", postgres.data_dir / "server.log")
     return redis.url, create_database(postgres.url, DATABASE_NAME)
@@ -133,7 +134,8 @@ def _link_log(link: Path, target: Path) -> None:
 
 def write_env_file(state_dir: Path, values: dict[str, str]) -> Path:
     lines = [f"# ReceiptSync sandbox in {state_dir}: `. {state_dir / 'env'}` points kubectl, helm and the",
-             "# project's tools at it. Stop it with: receiptsync-sandbox down --state-dir " + shlex.quote(str(state_dir))]
+             "# project's tools at it. Stop it with: receiptsync-sandbox down --state-dir "
+             + shlex.quote(str(state_dir))]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
     path = state_dir / "env"
     path.write_text("\n".join(lines) + "\n")
@@ -146,7 +148,8 @@ def env_path_value() -> str:
     return os.pathsep.join([str(bin_dir()), *rest])
 
 
-def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool, say: Say = print) -> statefile.SandboxState:
+def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool,
+             say: Say = print) -> statefile.SandboxState:
     state_dir = state_dir.resolve()
     existing = statefile.load(state_dir)
     if existing and existing.live_processes():
@@ -187,8 +190,9 @@ def bring_up(state_dir: Path, mailbox_dir: Path | None, with_operator: bool, say
         cluster.start(plane, binary, launch, timeout=READY_TIMEOUT)
     except cluster.ControlPlaneError as exc:
         raise UpError(f"{exc}; its log is under {state_dir / 'logs'}") from exc
-    agent = launch("nodeagent", [python, "-m", "receiptsync_sandbox.nodeagent", "--kubeconfig", str(plane.node_kubeconfig),
-                                 "--state-dir", str(state_dir), "--pki", str(plane.pki.directory),
+    agent = launch("nodeagent", [python, "-m", "receiptsync_sandbox.nodeagent",
+                                 "--kubeconfig", str(plane.node_kubeconfig), "--state-dir", str(state_dir),
+                                 "--pki", str(plane.pki.directory),
                                  "--port", str(services.free_port()), "--node-name", cluster.NODE_NAME])
     gmail_url = wait_ready("gmail", gmail, state_dir).rstrip("/")
     wait_ready("nodeagent", agent, state_dir)

@@ -40,7 +40,8 @@ def cache_root() -> Path:
 
 def go_env() -> dict[str, str]:
     # Upstream builds these statically; GOTOOLCHAIN=local keeps the machine's Go (no download).
-    return {**os.environ, "GOTOOLCHAIN": "local", "GOWORK": "off", "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+    return {**os.environ, "GOTOOLCHAIN": "local", "GOWORK": "off", "CGO_ENABLED": "0",
+            "GOFLAGS": "-mod=readonly -buildvcs=false"}
 
 
 def kubernetes_release(go_mod: str) -> str:
@@ -59,7 +60,8 @@ def ldflags(release: str) -> str:
 
 def go_version() -> str:
     try:
-        return subprocess.run(["go", "version"], env=go_env(), check=True, capture_output=True, text=True).stdout.strip()
+        done = subprocess.run(["go", "version"], env=go_env(), check=True, capture_output=True, text=True)
+        return done.stdout.strip()
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BuildError(f"the Go toolchain is needed to build the control plane: {exc}") from exc
 

@@ -101,15 +101,17 @@ def create(directory: Path, node_name: str) -> Pki:
     _write_key(pki.path("ca.key"), ca_key)
     ca = (_builder(ca_name, ca_name, ca_key.public_key(), now)
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True))
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True))
     _sign(ca, ca_key, pki.ca_cert)
 
-    def leaf(file: str, subject: x509.Name, usage: list, names: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> None:
+    def leaf(file: str, subject: x509.Name, usage: list, names: tuple[str, ...] = (),
+             ips: tuple[str, ...] = ()) -> None:
         key = _key()
         _write_key(pki.key(file), key)
-        builder = _builder(subject, ca_name, key.public_key(), now).add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        builder = (_builder(subject, ca_name, key.public_key(), now)
+                   .add_extension(x509.ExtendedKeyUsage(usage), critical=False))
         if names or ips:
             alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
             builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)

@@ -57,7 +57,8 @@ def referenced_sources(pod: dict) -> tuple[set[str], set[str]]:
 
 
 def decode_secret(secret: dict) -> dict[str, str]:
-    data = {key: base64.b64decode(value).decode("utf-8", "replace") for key, value in (secret.get("data") or {}).items()}
+    data = {key: base64.b64decode(value).decode("utf-8", "replace")
+            for key, value in (secret.get("data") or {}).items()}
     data.update(secret.get("stringData") or {})  # the API server should have folded these; be lenient
     return data
 
@@ -84,7 +85,8 @@ def _env_from(item: dict, namespace: str, sources: Sources) -> dict[str, str]:
     if "secretRef" in item:
         ref, data, kind = item["secretRef"], sources.secrets.get(item["secretRef"].get("name", "")), "secret"
     elif "configMapRef" in item:
-        ref, data, kind = item["configMapRef"], sources.configmaps.get(item["configMapRef"].get("name", "")), "configmap"
+        ref, data, kind = (item["configMapRef"], sources.configmaps.get(item["configMapRef"].get("name", "")),
+                           "configmap")
     else:
         return {}
     if data is None:

@@ -15,7 +15,8 @@ from receiptsync_common import contract
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILES = {contract.OPERATOR_IMAGE: "Dockerfile.operator", contract.WORKER_IMAGE: "Dockerfile.worker"}
 # Used when the package is installed without its source tree (no Dockerfiles next to it).
-FALLBACK_ENTRYPOINTS = {contract.OPERATOR_IMAGE: ["receiptsync-operator"], contract.WORKER_IMAGE: ["receiptsync-worker"]}
+FALLBACK_ENTRYPOINTS = {contract.OPERATOR_IMAGE: ["receiptsync-operator"],
+                        contract.WORKER_IMAGE: ["receiptsync-worker"]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,8 @@ def hides(target: str, keep: list[Path]) -> bool:
     return any(kept == path or path in kept.parents for kept in keep)
 
 
-def container_mounts(container: dict, volume_dirs: dict[str, Path], keep: list[Path]) -> tuple[list[Mount], dict[str, str]]:
+def container_mounts(container: dict, volume_dirs: dict[str, Path],
+                     keep: list[Path]) -> tuple[list[Mount], dict[str, str]]:
     """The bind mounts for one container, and env that stands in for mounts that can't be made."""
     mounts, env = [], {}
     for mount in container.get("volumeMounts") or []:

@@ -97,8 +97,10 @@ class PodRunner:
         self.namespace, self.name, self.uid = meta.get("namespace", "default"), meta["name"], meta.get("uid", "")
         self.spec = pod.get("spec") or {}
         self.restart_policy = self.spec.get("restartPolicy") or "Always"
-        self.init_containers = [podstatus.ContainerState(c["name"], c.get("image", "")) for c in self.spec.get("initContainers") or []]
-        self.containers = [podstatus.ContainerState(c["name"], c.get("image", "")) for c in self.spec.get("containers") or []]
+        self.init_containers = [podstatus.ContainerState(c["name"], c.get("image", ""))
+                                for c in self.spec.get("initContainers") or []]
+        self.containers = [podstatus.ContainerState(c["name"], c.get("image", ""))
+                           for c in self.spec.get("containers") or []]
         self.start_time = now_text()
         self.task: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -275,12 +277,14 @@ class PodRunner:
             if self._stop.is_set() or not podstatus.should_restart(restart_policy, exit_code):
                 await self._publish()
                 return
-            delay = podstatus.restart_delay(state.restart_count, time.monotonic() - began, self.config.restart_base_seconds)
+            delay = podstatus.restart_delay(state.restart_count, time.monotonic() - began,
+                                            self.config.restart_base_seconds)
             state.last_terminated = state.terminated_status()
             state.state, state.reason = "waiting", "CrashLoopBackOff"
             state.message = f"back-off {delay:g}s restarting failed container={state.name} pod={self.name}"
             await self._publish()
-            await events.record(self.client, self.pod, "Warning", "BackOff", "Back-off restarting failed container", COMPONENT)
+            await events.record(self.client, self.pod, "Warning", "BackOff", "Back-off restarting failed container",
+                                COMPONENT)
             if await self._sleep_or_stop(delay):
                 return
             state.restart_count += 1
@@ -327,7 +331,8 @@ class PodRunner:
         if exited.done() or oom:
             return await exited, oom
         exited.cancel()
-        log.info("stopping pod %s/%s container pid %s (grace %.0fs)", self.namespace, self.name, process.pid, self._grace)
+        log.info("stopping pod %s/%s container pid %s (grace %.0fs)", self.namespace, self.name, process.pid,
+                 self._grace)
         return await process.stop(self._grace), False
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
@@ -344,7 +349,8 @@ class PodRunner:
         async with self._publish_lock:
             phase = podstatus.pod_phase(self.restart_policy, self.containers, self.init_containers)
             previous = (self._last_status or self.pod.get("status") or {}).get("conditions")
-            status = podstatus.pod_status(phase, self.containers, self.start_time, now_text(), previous, self.init_containers)
+            status = podstatus.pod_status(phase, self.containers, self.start_time, now_text(), previous,
+                                          self.init_containers)
             await self._patch_status(status)
 
     async def _patch_status(self, status: dict) -> None:
