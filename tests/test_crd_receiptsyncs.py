@@ -46,7 +46,8 @@ def test_printer_columns_in_contract_order(version):
     assert headers == ["BUSINESS", "MODE", "PHASE", "SCANNED", "SAVED", "AGE"]
     assert wide == ["SCHEDULE", "LAST-SYNC", "NEXT"]
     by_name = {c["name"].upper(): c for c in columns}
-    assert by_name["SCANNED"] == {**by_name["SCANNED"], "type": "integer", "jsonPath": ".status.progress.messagesScanned"}
+    assert by_name["SCANNED"] == {**by_name["SCANNED"], "type": "integer",
+                                  "jsonPath": ".status.progress.messagesScanned"}
     assert by_name["SAVED"]["jsonPath"] == ".status.progress.savedReceipts"
     assert by_name["AGE"]["type"] == "date" and by_name["AGE"]["jsonPath"] == ".metadata.creationTimestamp"
     assert by_name["NEXT"]["jsonPath"] == ".status.nextScheduleTime"

@@ -203,7 +203,8 @@ def test_batch_answers_every_part_by_its_id(shared_emulator, gmail, sample_truth
 
 def test_batch_also_served_at_gmails_batch_path(shared_emulator, gmail, sample_truth):
     answers = []
-    batch = BatchHttpRequest(callback=lambda *args: answers.append(args), batch_uri=shared_emulator.url + "batch/gmail/v1")
+    batch = BatchHttpRequest(callback=lambda *args: answers.append(args),
+                             batch_uri=shared_emulator.url + "batch/gmail/v1")
     batch.add(gmail.users().messages().get(userId="me", id=sample_truth[0]["message_id"], format="minimal"))
     batch.execute()
     assert answers[0][1]["id"] == sample_truth[0]["message_id"] and answers[0][2] is None

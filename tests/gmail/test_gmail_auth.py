@@ -43,7 +43,8 @@ def test_google_auth_refreshes_against_the_emulator(emulator):
 
 def test_token_endpoint_answer_shape(emulator):
     status, body = post_form(emulator.url + "token", {"grant_type": "refresh_token", "client_id": "c",
-                                                       "client_secret": "s", "refresh_token": f"refresh-token-for:{ALICE}"})
+                                                       "client_secret": "s",
+                                                       "refresh_token": f"refresh-token-for:{ALICE}"})
     assert status == 200
     assert set(body) == {"access_token", "expires_in", "token_type", "scope"}
     assert body["expires_in"] == 3600 and body["token_type"] == "Bearer"

@@ -99,11 +99,13 @@ def test_state_dir_keeps_history_ids_across_restarts(mailbox_dir, tmp_path):
                       date=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
         first.admin("_emulator/rescan", {})
         ids_before = {item["id"]: gmail.users().messages().get(userId="me", id=item["id"], format="minimal")
-                      .execute()["historyId"] for item in gmail.users().messages().list(userId="me").execute()["messages"]}
+                      .execute()["historyId"]
+                      for item in gmail.users().messages().list(userId="me").execute()["messages"]}
     with RunningEmulator(mailbox_dir, state_dir=state) as second:
         gmail = second.service()
         ids_after = {item["id"]: gmail.users().messages().get(userId="me", id=item["id"], format="minimal")
-                     .execute()["historyId"] for item in gmail.users().messages().list(userId="me").execute()["messages"]}
+                     .execute()["historyId"]
+                     for item in gmail.users().messages().list(userId="me").execute()["messages"]}
     assert ids_after == ids_before
     late = message_id_for("zz-old-date.eml")  # dated 2020 but arrived last: the highest history id
     assert int(ids_before[late]) == max(int(value) for value in ids_before.values())

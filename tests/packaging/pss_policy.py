@@ -115,7 +115,8 @@ OPERATOR_RBAC_ALLOWED: dict[tuple[str, str], set[str]] = {
 }
 
 
-def rbac_violations(rules: Iterable[Mapping], allowed: Mapping[tuple[str, str], set[str]] = OPERATOR_RBAC_ALLOWED) -> list[str]:
+def rbac_violations(rules: Iterable[Mapping],
+                    allowed: Mapping[tuple[str, str], set[str]] = OPERATOR_RBAC_ALLOWED) -> list[str]:
     problems: list[str] = []
     for index, rule in enumerate(rules):
         groups, resources, verbs = rule.get("apiGroups") or [], rule.get("resources") or [], rule.get("verbs") or []

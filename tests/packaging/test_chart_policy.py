@@ -133,7 +133,8 @@ def test_rbac_grants_what_the_operator_needs():
 
 def test_secrets_are_never_read_only_created_and_deleted_and_not_at_all_with_shared_credentials():
     def secret_rules(objects):
-        return [rule for o in objects if o["kind"] in RBAC_KINDS for rule in o["rules"] if "secrets" in rule["resources"]]
+        return [rule for o in objects if o["kind"] in RBAC_KINDS
+                for rule in o["rules"] if "secrets" in rule["resources"]]
 
     assert [rule["verbs"] for rule in secret_rules(template())] == [["create", "delete"]]
     assert secret_rules(template(COMBINATIONS["shared-worker-credentials"])) == []
@@ -148,5 +149,5 @@ def test_every_rbac_rule_is_explained_by_a_comment(combination):
         lines = document.splitlines()
         for index, line in enumerate(lines):
             if line.strip().startswith("- apiGroups:"):
-                above = [l.strip() for l in lines[:index] if l.strip()]
+                above = [text.strip() for text in lines[:index] if text.strip()]
                 assert above and above[-1].startswith("#"), f"rule without a comment: {lines[index:index + 3]}"

@@ -11,7 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chart_render import CHART, COMBINATIONS, KUBERNETES_VERSION, NAMESPACE, find, helm, operator_env, template, template_text
+from chart_render import (CHART, COMBINATIONS, KUBERNETES_VERSION, NAMESPACE, find, helm, operator_env, template,
+                          template_text)
 from receiptsync_common import contract
 
 # Kinds from other projects' CRDs: kubernetes-validate has no schema for them.

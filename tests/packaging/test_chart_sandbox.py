@@ -49,12 +49,14 @@ def _install_args(sandbox, metrics_port: int) -> list[str]:
 def _operator_available(sandbox) -> bool:
     deployment = sandbox.get("deployment", DEPLOYMENT, NAMESPACE, check=False)
     status = (deployment or {}).get("status") or {}
-    return (status.get("availableReplicas") or 0) >= 1 and status.get("observedGeneration") == deployment["metadata"]["generation"]
+    return ((status.get("availableReplicas") or 0) >= 1
+            and status.get("observedGeneration") == deployment["metadata"]["generation"])
 
 
 def _released_objects(sandbox) -> list[str]:
     kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,secrets"
-    names = sandbox.kubectl("get", kinds, "-A", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name").stdout.split()
+    names = sandbox.kubectl("get", kinds, "-A", "-l", f"app.kubernetes.io/instance={RELEASE}",
+                            "-o", "name").stdout.split()
     cluster = sandbox.kubectl("get", "clusterroles,clusterrolebindings", "-l", f"app.kubernetes.io/instance={RELEASE}",
                               "-o", "name").stdout.split()
     return names + cluster
@@ -96,7 +98,8 @@ def test_install_sync_upgrade_uninstall(sandbox):
     # A ReceiptSync (the shipped example) reaches Finished through the chart-installed operator.
     _create_credentials(sandbox, TENANT)
     sandbox.kubectl("-n", TENANT, "apply", "-f", str(MANIFESTS / "examples" / "receiptsync.yaml"))
-    sync = wait_until(lambda: _finished(sandbox, TENANT), timeout=120, interval=0.5, message="ReceiptSync demo Finished")
+    sync = wait_until(lambda: _finished(sandbox, TENANT), timeout=120, interval=0.5,
+                      message="ReceiptSync demo Finished")
     assert sync["status"]["progress"]["messagesScanned"] > 0
     print(f"install -> Finished in {time.monotonic() - began:.1f}s")
 
@@ -112,7 +115,8 @@ def test_install_sync_upgrade_uninstall(sandbox):
     before = _released_objects(sandbox)
     assert f"deployment.apps/{DEPLOYMENT}" in before and f"clusterrole.rbac.authorization.k8s.io/{DEPLOYMENT}" in before
     sandbox.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "60s", timeout=90)
-    wait_until(lambda: not _released_objects(sandbox), timeout=30, message=f"release objects gone: {_released_objects(sandbox)}")
+    wait_until(lambda: not _released_objects(sandbox), timeout=30,
+               message=f"release objects gone: {_released_objects(sandbox)}")
     assert sandbox.get("crd", CRD_NAME) is not None
     assert sandbox.get("rsync", "demo", TENANT) is not None
 
@@ -151,7 +155,8 @@ def test_plain_manifests_install_the_same_operator(sandbox, tmp_path):
 
 
 def _plain_install_serves_a_tenant(sandbox) -> None:
-    sandbox.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/receiptsync-operator", "--timeout=60s", timeout=70)
+    sandbox.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/receiptsync-operator", "--timeout=60s",
+                    timeout=70)
     (pod,) = sandbox.get("pods", namespace=NAMESPACE, check=True)["items"]
     lease = wait_until(lambda: sandbox.get("lease", "receiptsync-operator", NAMESPACE, check=False), timeout=30,
                        message="the operator's Lease")

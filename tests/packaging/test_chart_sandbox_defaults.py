@@ -53,7 +53,8 @@ def _available(sandbox) -> int:
 
 
 def _operator_pods(sandbox) -> list[dict]:
-    listing = sandbox.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json", "-l", f"app.kubernetes.io/instance={RELEASE}")
+    listing = sandbox.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json",
+                              "-l", f"app.kubernetes.io/instance={RELEASE}")
     return json.loads(listing.stdout)["items"]
 
 
@@ -102,7 +103,8 @@ def test_bare_helm_install_syncs_the_example_and_uninstall_leaves_only_the_crd(s
 
     _create_credentials(sandbox)
     sandbox.kubectl("apply", "-f", str(MANIFESTS / "examples" / "receiptsync.yaml"))
-    result = sandbox.kubectl("wait", "--for=condition=Complete", "rsync/demo", "--timeout=120s", check=False, timeout=130)
+    result = sandbox.kubectl("wait", "--for=condition=Complete", "rsync/demo", "--timeout=120s", check=False,
+                             timeout=130)
     sync = sandbox.get("rsync", "demo", NAMESPACE)
     assert result.returncode == 0, (result.stderr, sync.get("status"))
     assert sync["status"]["phase"] == contract.PHASE_FINISHED
@@ -115,7 +117,8 @@ def test_bare_helm_install_syncs_the_example_and_uninstall_leaves_only_the_crd(s
     assert f"Deployment/{NAMESPACE}/{FULLNAME}" in before and f"ClusterRole//{FULLNAME}" in before, before
 
     sandbox.helm("uninstall", RELEASE, "--wait", "--timeout", "60s", timeout=90)
-    wait_until(lambda: not _chart_objects(sandbox), timeout=30, message=f"chart objects gone: {_chart_objects(sandbox)}")
+    wait_until(lambda: not _chart_objects(sandbox), timeout=30,
+               message=f"chart objects gone: {_chart_objects(sandbox)}")
     assert sandbox.get("crd", CRD_NAME) is not None
     assert sandbox.get("rsync", "demo", NAMESPACE) is not None  # the user's, not the chart's
     assert sandbox.get("secret", "receiptsync-connections", NAMESPACE) is not None  # the admin's
