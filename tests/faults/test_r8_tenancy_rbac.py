@@ -64,7 +64,8 @@ def test_per_attempt_credentials_rbac_is_exactly_what_is_used(world, report):
                message="per-attempt Secrets deleted")
     def roles_left() -> int:
         with psycopg.connect(world.sandbox.env["DATABASE_URL"]) as conn:
-            return conn.execute("SELECT count(*) FROM attempt_credentials WHERE namespace = %s", (world.ns,)).fetchone()[0]
+            return conn.execute("SELECT count(*) FROM attempt_credentials WHERE namespace = %s",
+                                (world.ns,)).fetchone()[0]
 
     wait_until(lambda: roles_left() == 0, timeout=15, message="per-attempt database roles dropped")
     users = set(redis.Redis.from_url(world.redis_url, decode_responses=True).execute_command("ACL", "USERS"))
