@@ -28,7 +28,7 @@ class CredentialsFormatError(ValueError):
 def parse_authorized_user(raw: str) -> dict[str, Any]:
     try:
         info = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except json.JSONDecodeError:
         raise CredentialsFormatError("the Gmail credentials are not valid JSON") from None
     if not isinstance(info, dict):
         raise CredentialsFormatError("the Gmail credentials JSON is not an object")

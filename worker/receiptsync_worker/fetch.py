@@ -93,7 +93,8 @@ def _failed(chunk: FetchedChunk, message_id: str, reason: str, exc: BaseExceptio
     log.warning("message %s: %s (%s)", message_id, reason, type(exc).__name__)
 
 
-def plan_downloads(fields: list[MessageFields], max_bytes: int, skipped: dict[str, str]) -> list[tuple[tuple[str, str], int]]:
+def plan_downloads(fields: list[MessageFields], max_bytes: int,
+                   skipped: dict[str, str]) -> list[tuple[tuple[str, str], int]]:
     """((message id, attachment id), declared size) to download; oversized parts are noted in
     ``skipped`` instead (pure apart from that)."""
     wanted = []
@@ -126,7 +127,8 @@ def group_by_bytes(items: list[tuple[tuple[str, str], int]], max_items: int, max
 def _attachment_rows(message: MessageFields, contents: dict[tuple[str, str], bytes],
                      skipped: dict[str, str]) -> Iterator[AttachmentRow]:
     for part in message.attachments:
-        content = part.inline_data if part.inline_data is not None else contents.get((message.message_id, part.attachment_id or ""))
+        content = (part.inline_data if part.inline_data is not None
+                   else contents.get((message.message_id, part.attachment_id or "")))
         if content is None:
             skipped.setdefault(message.message_id, "attachment_missing")
             continue

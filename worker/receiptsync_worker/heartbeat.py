@@ -194,7 +194,8 @@ class Ticker:
             self._nudged.wait(max(0.0, min(next_beat - time.monotonic(), 0.5)))
             if self._stop.is_set():
                 return
-            if not stalled and is_stalled(self._heartbeats.progress.last_progress, time.monotonic(), self._stall_seconds):
+            if not stalled and is_stalled(self._heartbeats.progress.last_progress, time.monotonic(),
+                                          self._stall_seconds):
                 stalled = True
                 self._on_stall(time.monotonic() - self._heartbeats.progress.last_progress)
             if self._nudged.is_set() or time.monotonic() >= next_beat:

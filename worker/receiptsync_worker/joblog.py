@@ -18,7 +18,8 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {"stream": sys.stdout, "redact": lambda text: text}
 
 
-def configure(redactor: Redactor | Callable[[str], str], stream: TextIO | None = None, level: int = logging.INFO) -> None:
+def configure(redactor: Redactor | Callable[[str], str], stream: TextIO | None = None,
+              level: int = logging.INFO) -> None:
     _state["redact"] = redactor
     _state["stream"] = stream or sys.stdout
     handler = logging.StreamHandler(_state["stream"])

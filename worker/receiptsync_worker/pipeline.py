@@ -140,7 +140,8 @@ class Pipeline:
 
     def run(self, pages: Iterator[list[str]]) -> PipelineResult:
         threads = [threading.Thread(target=self._list, args=(pages,), name="lister", daemon=True)]
-        threads += [threading.Thread(target=self._fetch, name=f"fetcher-{i}", daemon=True) for i in range(self._fetchers)]
+        threads += [threading.Thread(target=self._fetch, name=f"fetcher-{i}", daemon=True)
+                    for i in range(self._fetchers)]
         for thread in threads:
             thread.start()
         try:

@@ -32,7 +32,8 @@ def date_window(payload: JobPayload, now: dt.datetime, last_success_at: dt.datet
     zone = payload.time_zone or "UTC"
     today = daterange.today_in(zone, now)
     last_success = last_success_at.astimezone(ZoneInfo(zone)).date() if last_success_at else None
-    from_date = daterange.parse_date(payload.date_from, "fromDate") if payload.explicit_from and payload.date_from else None
+    from_date = (daterange.parse_date(payload.date_from, "fromDate")
+                 if payload.explicit_from and payload.date_from else None)
     to_date = daterange.parse_date(payload.date_to, "toDate") if payload.explicit_to and payload.date_to else None
     first, last = daterange.resolve_date_range(
         today=today,

@@ -61,7 +61,8 @@ def save_receipts(
         " received_at, amount, currency, amount_source, attachment_count, first_job_id) FROM STDIN"
     ) as copy:
         for r in receipts:
-            amount, currency, source = (r.amount, r.currency, r.amount_source) if storable(r.amount) else (None, None, None)
+            amount, currency, source = ((r.amount, r.currency, r.amount_source) if storable(r.amount)
+                                        else (None, None, None))
             copy.write_row((business_id, r.gmail_message_id, r.gmail_thread_id, r.subject, r.sender,
                             r.sender_email, r.received_at, amount, currency, source,
                             r.attachment_count, job_id))

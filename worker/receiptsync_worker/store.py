@@ -320,7 +320,8 @@ def _record_failures(conn: psycopg.Connection, business_id: str, job_id: str, fa
             "INSERT INTO message_failures (business_id, gmail_message_id, tries, last_error, last_job_id)"
             " VALUES (%s, %s, 1, %s, %s)"
             " ON CONFLICT (business_id, gmail_message_id) DO UPDATE SET"
-            " tries = message_failures.tries + (message_failures.last_job_id IS DISTINCT FROM EXCLUDED.last_job_id)::int,"
+            " tries = message_failures.tries"
+            " + (message_failures.last_job_id IS DISTINCT FROM EXCLUDED.last_job_id)::int,"
             " last_error = EXCLUDED.last_error, last_job_id = EXCLUDED.last_job_id, last_failed_at = now()",
             [(business_id, message_id, error[:500], job_id) for message_id, error in failed.items()])
         cur.execute(

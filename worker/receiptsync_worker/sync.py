@@ -153,7 +153,8 @@ class Attempt:
         self._base = (resume.scanned, resume.saved)
         self.progress.set(resume.scanned, resume.saved, 0)
         id_filter = self._id_filter(payload, cursor, resume.done, resume.done_by_run)
-        pages = iter(()) if id_filter.only == set() else self.client.message_id_pages(plan.search_query(payload, window))
+        pages = (iter(()) if id_filter.only == set()
+                 else self.client.message_id_pages(plan.search_query(payload, window)))
         budget = ByteBudget(ATTACHMENT_BYTES_IN_FLIGHT)
         limits = FetchLimits(max_attachment_bytes=self.guards.max_attachment_bytes)
         try:
@@ -193,7 +194,8 @@ class Attempt:
                                                        redisguard.LocalBucket(rate, burst))
         return mailbox, int(profile["historyId"]), read_at
 
-    def _id_filter(self, payload: JobPayload, cursor: cursors.Cursor | None, done: set[str], done_by_run: int) -> IdFilter:
+    def _id_filter(self, payload: JobPayload, cursor: cursors.Cursor | None, done: set[str],
+                   done_by_run: int) -> IdFilter:
         assert self.store is not None and self.client is not None
         id_filter = IdFilter(done=done, max_messages=max(0, payload.max_messages - done_by_run),
                              quarantined=self.store.quarantined_ids(payload.business_id))
@@ -224,7 +226,8 @@ class Attempt:
     def _abandon(self) -> None:
         if self._ended.is_set():
             return
-        outcome = Outcome(contract.PHASE_FAILED, REASON_STALLED, stalled_message(self.stalled_for or 0, self._counters()))
+        outcome = Outcome(contract.PHASE_FAILED, REASON_STALLED,
+                          stalled_message(self.stalled_for or 0, self._counters()))
         outcome.error = outcome.message
         write_termination_message(self.guards.termination_message_path,
                                   termination_message(outcome, self._counters(), self.settings.job_id))
