@@ -1,5 +1,5 @@
-"""What every benchmark shares: percentiles, process CPU/RSS readings, machine info, figures, and the
-opening of an operator benchmark (its namespace, Redis database, operator and watch)."""
+"""What every benchmark shares: percentiles, process CPU/RSS readings, machine info and load, figures
+and the results table."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    import redis
-
-    from receiptsync_sandbox.testing import OperatorProcess
-
-    from .cluster import Cluster, Watch
+from typing import Any
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -63,6 +56,23 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def uptime() -> str:
+    """`uptime`'s line: the machine's load when a figure was taken (it is shared)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def children_cpu_seconds(pid: int) -> float | None:
+    """cutime + cstime of a process: the CPU of its children it has reaped (and theirs), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     mem_total = None
     try:
@@ -88,6 +98,7 @@ def machine_info() -> dict[str, Any]:
         "memory_bytes": mem_total,
         "memory_gib": round(mem_total / 2**30, 1) if mem_total else None,
         "load_average_start": load_average(),
+        "uptime_start": uptime(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
@@ -167,25 +178,3 @@ class Stopwatch:
 
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-class OperatorBench(NamedTuple):
-    namespace: str
-    redis: "redis.Redis"
-    operator: "OperatorProcess"
-    watch: "Watch"
-
-
-def open_operator_bench(cluster: "Cluster", bench: str, redis_db: int, max_workers: int) -> OperatorBench:
-    """A fresh ``bench-<bench>-<suffix>`` namespace with the Gmail secrets, an emptied Redis database, the
-    operator leading there and a watch on its ReceiptSyncs (given a second to settle)."""
-    from .cluster import Watch, unique_suffix  # cluster.py imports this module
-
-    namespace = f"bench-{bench}-{unique_suffix()}"
-    cluster.create_namespace(namespace)
-    cluster.create_secrets(namespace)
-    redis_client = cluster.redis(redis_db)
-    operator = cluster.start_operator(namespace, redis_db, max_workers)
-    watch = Watch(cluster, namespace).start()
-    time.sleep(1.0)
-    return OperatorBench(namespace, redis_client, operator, watch)

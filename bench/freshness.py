@@ -66,3 +66,22 @@ def latencies(events: list[tuple[float, str, dict]], entries: list[tuple[float, 
         (transition if phase_news else progress).append(max(0.0, received - match))
     return {"transition": transition, "progress": progress, "all": transition + progress, "unmatched": unmatched,
             "heartbeats": sum(len(v) for v in beats.values())}
+
+
+def version_changes(events: list[tuple[float, str, dict]]) -> dict[str, int]:
+    """What changed from one watched version of a ReceiptSync to the next, counted: the status keys
+    (and ``metadata`` when only that changed), e.g. ``phase,reason,message`` for a transition. Says
+    what the operator's writes per run are made of."""
+    previous: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    for _received, kind, obj in events:
+        name = (obj.get("metadata") or {}).get("name", "")
+        before = previous.get(name)
+        previous[name] = obj
+        if kind != "MODIFIED" or before is None:
+            continue
+        old, new = before.get("status") or {}, obj.get("status") or {}
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ("runs",))
+        label = ",".join(keys) if keys else ("runs" if old.get("runs") != new.get("runs") else "metadata")
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))

@@ -1,43 +1,120 @@
-"""P3 scale: N ReceiptSyncs created at once against tiny mailboxes; all must reach Finished.
+"""P3 scale: N ReceiptSyncs created at once against tiny mailboxes; all must reach Finished. Then the
+same N worker runs started directly as processes, as many at a time as the operator's maxWorkers
+(same specs with their own business ids, same mailboxes, same machine, right after): the overhead
+ratio is the wall time through the operator and Kubernetes ÷ the wall time of that plain loop.
 
-Measured: wall time from the first create to the last Finished (seen by a watch), the operator's
-peak RSS (VmHWM of its process), its API requests per run (the sandbox audit, the operator's own
-kubeconfig user) and Redis commands per run (INFO commandstats before/after; the bench's own INFO
-calls excluded; the Redis database is used by this operator and its workers only).
+Measured through the operator: wall time from the first create to the last Finished (seen by a
+watch), the operator's peak RSS (VmHWM), its API requests and writes per run (kube-apiserver's audit
+log, the operator's ServiceAccount), Redis commands per run (INFO commandstats; the database's only
+users are this operator and its workers), and CPU seconds per run of every part (worker containers,
+node agent, kube-apiserver, etcd, controller-manager, scheduler, operator, Redis, PostgreSQL) in both
+passes, which says where an overhead goes.
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.auth import authorized_user
 
-from .cluster import BenchError, Cluster, audit_summary, commandstats, count_terminal, redis_ops, terminal
-from .common import Figure, cpu_seconds, load_average, open_operator_bench, proc_status, say
+from . import direct
+from .cluster import (TINY_MAILBOXES, BenchWorld, Cluster, audit_summary, commandstats, redis_ops, tiny_address,
+                      unique_suffix, wait_for)
+from .common import Figure, cpu_seconds, load_average, proc_status, say, summary, uptime
+from .kube import BenchError, count_terminal, terminal
 
 RSS_GOAL_MB = 300.0
-REDIS_DB = 3
+OVERHEAD_GOAL = 1.25
+REDIS_DB, DIRECT_REDIS_DB = 3, 6
 
 
 def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple[list[Figure], dict[str, Any]]:
-    namespace, redis_client, operator, watch = open_operator_bench(cluster, "p3", REDIS_DB, max_workers)
-    idle_rss = proc_status(operator.pid, "VmRSS")
-    cpu_before = cpu_seconds(operator.pid)
-    cluster.audit_clear()
-    redis_before = commandstats(redis_client)
+    addresses = [tiny_address(i) for i in range(TINY_MAILBOXES)]
     names = [f"p3-{i:04d}" for i in range(count)]
-    say(f"P3: creating {count} ReceiptSyncs at once (max {max_workers} workers, operator pid {operator.pid})")
+    # The plain loop: the same specs (own business ids: the same work, not re-saves), half of them
+    # before the operator's pass and half after, so a drift of the shared machine's load shows in both.
+    token_uri = cluster.env["GMAIL_TOKEN_URI"]
+    suffix = unique_suffix()
+    jobs = [direct.DirectRun(direct.payload_for(f"direct-{suffix}", name, cluster.receiptsync(
+                f"direct-{suffix}-{name}", "unused")["spec"]),
+            json.dumps(authorized_user(addresses[i % len(addresses)], token_uri, client_id="bench",
+                                       client_secret="bench-secret")))
+            for i, name in enumerate(names)]
+    halves = [_plain(cluster, jobs[:count // 2], max_workers, "before")]
+    world = BenchWorld(cluster, "p3", REDIS_DB, max_workers, addresses)
+    try:
+        through = _through_operator(cluster, world, names, timeout)
+    finally:
+        world.close()
+    halves.append(_plain(cluster, jobs[count // 2:], max_workers, "after"))
+    plain = {"runs": count, "parallelism": max_workers, "halves": halves,
+             "wall_seconds": sum(h["wall_seconds"] for h in halves), "finished": sum(h["finished"] for h in halves),
+             "cpu_per_run": {k: sum(h["cpu_per_run"].get(k, 0.0) * h["runs"] for h in halves) / count
+                             for k in halves[-1]["cpu_per_run"]}}
+    ratio = through["wall_seconds"] / plain["wall_seconds"]
+    cpu_ratio = sum(through["cpu_per_run"].values()) / sum(plain["cpu_per_run"].values())
+    result = {**through, "direct": plain, "overhead_ratio": ratio, "cpu_ratio": cpu_ratio}
+    per = max(through["finished"] + through["failed"], 1)
+    scope = f"{count} ReceiptSyncs, maxWorkers {max_workers}"
+    return [
+        Figure("P3", f"runs Finished (of {count})", float(through["finished"]), "", f">= {count}", scope),
+        Figure("P3", "wall time, create → all Finished", through["wall_seconds"], "s", "",
+               f"{scope}; {per / through['wall_seconds']:.2f} runs/s"),
+        Figure("P3", "wall time, same runs as plain processes", plain["wall_seconds"], "s", "",
+               f"{plain['finished']}/{count} exit 0, {max_workers} at a time, no operator or Kubernetes; half "
+               f"before ({halves[0]['wall_seconds']:.0f}s), half after ({halves[1]['wall_seconds']:.0f}s)"),
+        Figure("P3", "overhead ratio (operator + Kubernetes ÷ plain)", ratio, "x", f"<= {OVERHEAD_GOAL}",
+               "wall times; same runs, mailboxes, machine and run"),
+        Figure("P3", "CPU ratio (operator + Kubernetes ÷ plain)", cpu_ratio, "x", "",
+               "CPU seconds per run of every part, user + sys"),
+        Figure("P3", "operator peak RSS (VmHWM)", through["operator_peak_rss_bytes"] / 2**20
+               if through["operator_peak_rss_bytes"] else None, "MiB", f"<= {RSS_GOAL_MB:.0f}"),
+        Figure("P3", "operator API requests per run", through["api"]["requests"] / per, "", "", "audit log"),
+        Figure("P3", "operator API writes per run", through["api"]["writes"] / per, "", "", "audit log"),
+        Figure("P3", "Redis commands per run", through["redis_ops_per_run"], "", "", "operator and workers"),
+        Figure("P3", "CPU per run, plain processes (all parts)", sum(plain["cpu_per_run"].values()), "s", "",
+               _parts(plain["cpu_per_run"])),
+        Figure("P3", "CPU per run, through the operator (all parts)", sum(through["cpu_per_run"].values()), "s", "",
+               _parts(through["cpu_per_run"])),
+    ], result
+
+
+def _plain(cluster: Cluster, jobs: list[direct.DirectRun], parallelism: int, when: str) -> dict[str, Any]:
+    say(f"P3: {len(jobs)} of the worker runs started directly ({when} the operator's pass), {parallelism} at a time")
+    cluster.redis(DIRECT_REDIS_DB)  # emptied
+    connections = {"redis": cluster.redis_url(DIRECT_REDIS_DB), "database": cluster.env["DATABASE_URL"],
+                   "gmail": cluster.env["GMAIL_API_ENDPOINT"]}
+    load_before, cpu_before = load_average(), cluster.component_cpu()
+    done = direct.run_all(jobs, parallelism, connections, cluster.work / "p3-direct")
+    done["cpu_per_run"] = _per_run(cpu_before, {**cluster.component_cpu(), "direct workers": done["cpu_seconds_total"]},
+                                   len(jobs))
+    done.update(load_average_before=load_before, load_average_after=load_average(), uptime_after=uptime(),
+                process_wall=summary(done.pop("wall_seconds_each")), process_cpu=summary(done.pop("cpu_seconds")))
+    say(f"P3: direct {done['finished']}/{len(jobs)} exit 0 in {done['wall_seconds']:.1f}s "
+        f"(load {load_before} → {done['load_average_after']})")
+    return done
+
+
+def _through_operator(cluster: Cluster, world: BenchWorld, names: list[str], timeout: float) -> dict[str, Any]:
+    operator, watch, count = world.operator, world.watch, len(names)
+    idle_rss = proc_status(operator.pid, "VmRSS")
+    mark = world.sandbox.audit_mark()
+    redis_before = commandstats(world.redis)
+    load_before, cpu_before, operator_cpu0 = load_average(), cluster.component_cpu(), cpu_seconds(operator.pid) or 0.0
+    slots = world.operator.env[contract.OPERATOR_ENV_MAX_WORKERS]
+    say(f"P3: creating {count} ReceiptSyncs at once (maxWorkers {slots}, operator pid {operator.pid}, "
+        f"load {load_before})")
     began = time.monotonic()
-    cluster.create_many(namespace, names)
+    cluster.create_many(world.ns, [(name, f"gmail-{i % TINY_MAILBOXES:02d}") for i, name in enumerate(names)])
     applied = time.monotonic() - began
     say(f"P3: {count} created in {applied:.1f}s")
     timeline: list[tuple[float, int]] = []
-    complete = True
-    deadline = began + timeout
+    complete, deadline = True, began + timeout
     while True:
-        remaining = deadline - time.monotonic()
         try:
-            watch.wait(lambda objects: terminal(objects, names), min(max(remaining, 0.1), 15.0), "P3")
+            watch.wait(lambda objects: terminal(objects, names), min(max(deadline - time.monotonic(), 0.1), 30.0), "P3")
             break
         except BenchError:
             finished = count_terminal(watch.latest, names)
@@ -47,40 +124,39 @@ def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple
                 complete = False
                 break
     wall = time.monotonic() - began
-    redis_after = commandstats(redis_client)
+    redis_after = commandstats(world.redis)
     peak = proc_status(operator.pid, "VmHWM")
-    cpu_after = cpu_seconds(operator.pid)
+    wait_for(lambda: all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+                         for p in cluster.pods(world.ns)), 120, "every worker pod ended and reaped", interval=1.0)
+    cpu_after = cluster.component_cpu()
+    cpu_after["operator"] = (cpu_seconds(operator.pid) or 0.0)
+    cpu_before["operator"] = operator_cpu0
+    load_after = load_average()
     time.sleep(1.0)
-    audit = audit_summary(cluster.audit(operator.user))
+    audit = audit_summary(world.operator_audit(since_line=mark))
     phases = watch.phases(names)
-    watch.stop()
     finished = sum(1 for p in phases.values() if p == contract.PHASE_FINISHED)
     failed = sum(1 for p in phases.values() if p == contract.PHASE_FAILED)
-    done = finished + failed
     ops = redis_ops(redis_before, redis_after)
-    redis_total = sum(ops.values())
-    operator_errors = len(operator.errors())
-    operator.stop()
-    per = max(done, 1)
-    result: dict[str, Any] = {
-        "namespace": namespace, "count": count, "max_workers": max_workers, "complete": complete,
-        "finished": finished, "failed": failed, "not_done": count - done, "apply_seconds": applied,
-        "wall_seconds": wall, "runs_per_second": done / wall if wall else None,
-        "operator_peak_rss_bytes": peak, "operator_idle_rss_bytes": idle_rss,
-        "operator_cpu_seconds": (cpu_after - cpu_before) if cpu_before is not None and cpu_after is not None else None,
-        "api": audit, "api_requests_per_run": audit["requests"] / per, "api_writes_per_run": audit["writes"] / per,
-        "redis_ops": ops, "redis_ops_per_run": redis_total / per, "timeline": timeline,
-        "operator_errors": operator_errors,
-    }
+    per = max(finished + failed, 1)
     say(f"P3: {finished}/{count} Finished, {failed} Failed in {wall:.1f}s; operator peak RSS "
-        f"{(peak or 0) / 2**20:.0f} MB; API {audit['requests'] / per:.1f}/run; Redis {redis_total / per:.1f}/run")
-    scope = f"{count} ReceiptSyncs, max {max_workers} workers"
-    figures = [
-        Figure("P3", f"runs Finished (of {count})", float(finished), "", f">= {count}", scope),
-        Figure("P3", "wall time, create → all Finished", wall, "s", "", f"{scope}; {done / wall:.2f} runs/s"),
-        Figure("P3", "operator peak RSS (VmHWM)", (peak or 0) / 2**20 if peak else None, "MB", f"<= {RSS_GOAL_MB:.0f}"),
-        Figure("P3", "operator API requests per run", audit["requests"] / per, "", ""),
-        Figure("P3", "operator API writes per run", audit["writes"] / per, "", ""),
-        Figure("P3", "Redis commands per run", redis_total / per, "", ""),
-    ]
-    return figures, result
+        f"{(peak or 0) / 2**20:.0f} MiB; API {audit['requests'] / per:.1f}/run (load {load_before} → {load_after})")
+    return {
+        "namespace": world.ns, "count": count, "complete": complete, "finished": finished, "failed": failed,
+        "not_done": count - finished - failed, "apply_seconds": applied, "wall_seconds": wall,
+        "runs_per_second": per / wall, "operator_peak_rss_bytes": peak, "operator_idle_rss_bytes": idle_rss,
+        "api": audit, "api_requests_per_run": audit["requests"] / per, "api_writes_per_run": audit["writes"] / per,
+        "redis_ops": ops, "redis_ops_per_run": sum(ops.values()) / per, "timeline": timeline,
+        "cpu_per_run": _per_run(cpu_before, cpu_after, per), "operator_errors": len(operator.errors()),
+        "load_average_before": load_before, "load_average_after": load_after, "uptime_after": uptime(),
+    }
+
+
+def _per_run(before: dict[str, float], after: dict[str, float], runs: int) -> dict[str, float]:
+    """CPU seconds per run of each part between two readings (largest first)."""
+    delta = {name: (after.get(name, 0.0) - before.get(name, 0.0)) / max(runs, 1) for name in after}
+    return dict(sorted(delta.items(), key=lambda kv: -kv[1]))
+
+
+def _parts(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in cpu.items() if value >= 0.005)
