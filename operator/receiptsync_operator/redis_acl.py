@@ -14,12 +14,18 @@ import re
 from receiptsync_common import contract
 
 USER_PREFIX = "rsw-"
-# What the worker sends: GET (payload); DEL + HSET + EXPIRE + XADD in MULTI/EXEC (heartbeat);
-# EVALSHA/EVAL (+ SCRIPT LOAD after a restart flushed the script cache) of the quota script, whose
-# own calls (TIME, HMGET, HSET, PEXPIRE) are checked against this user too; SELECT of its database
-# from the URL; PING.
-COMMANDS = ("get", "del", "hset", "expire", "xadd", "multi", "exec", "discard", "evalsha", "eval", "script|load",
-            "time", "hmget", "pexpire", "select", "ping")
+# Each command reaches only the key it is for (Redis 7 ACL selectors: a command runs when the root
+# rules or one selector allow the command together with all its keys):
+#   root       GET of the payload; MULTI/EXEC/DISCARD, PING, SELECT (the URL's database), TIME and
+#              SCRIPT LOAD, which name no key;
+#   heartbeat  DEL + HSET + EXPIRE of its own heartbeat hash;
+#   stream     XADD to the heartbeat stream, write-only (no XREAD/XRANGE, no DEL/EXPIRE of it);
+#   quota      once its mailbox is known: EVALSHA/EVAL of the quota script on that bucket, whose own
+#              calls (HMGET, HSET, PEXPIRE) are checked against this user too.
+ROOT_COMMANDS = ("get", "multi", "exec", "discard", "ping", "select", "time", "script|load")
+HEARTBEAT_COMMANDS = ("del", "hset", "expire")
+STREAM_COMMANDS = ("xadd",)
+QUOTA_COMMANDS = ("evalsha", "eval", "hmget", "hset", "pexpire")
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
 
@@ -38,20 +44,24 @@ def mailbox_allowed(mailbox: str) -> bool:
         and mailbox == mailbox.lower() and not any(ch.isspace() or ord(ch) < 32 for ch in mailbox)
 
 
+def _selector(pattern: str, commands: tuple[str, ...]) -> str:
+    return "(" + " ".join([pattern, *("+" + command for command in commands)]) + ")"
+
+
 def user_rules(job_id: str, password: str, mailbox: str | None = None) -> list[str]:
     """ACL SETUSER arguments that (re)define the attempt's user from scratch. The password is given
     hashed (``#<sha256>``), so its clear text never reaches the server."""
     rules = ["reset", "on", "#" + hashlib.sha256(password.encode("utf-8")).hexdigest(), "resetchannels",
-             "%R~" + escape_glob(contract.job_key(job_id)),
-             "~" + escape_glob(contract.heartbeat_key(job_id)),
-             "%W~" + escape_glob(contract.EVENTS_STREAM)]
+             "%R~" + escape_glob(contract.job_key(job_id)), *("+" + command for command in ROOT_COMMANDS),
+             _selector("~" + escape_glob(contract.heartbeat_key(job_id)), HEARTBEAT_COMMANDS),
+             _selector("%W~" + escape_glob(contract.EVENTS_STREAM), STREAM_COMMANDS)]
     if mailbox:
         rules.append(quota_rule(mailbox))
-    return rules + ["+" + command for command in COMMANDS]
+    return rules
 
 
 def quota_rule(mailbox: str) -> str:
-    return "~" + escape_glob(contract.quota_key(mailbox))
+    return _selector("~" + escape_glob(contract.quota_key(mailbox)), QUOTA_COMMANDS)
 
 
 def worker_url(base: str, user: str, password: str) -> str:

@@ -105,18 +105,20 @@ def test_worker_requires_its_identity_and_a_hex_heartbeat_key():
 
 
 # --- Redis ACL -----------------------------------------------------------------------------------------
-def test_acl_rules_reach_only_the_attempts_own_keys():
+def test_acl_rules_reach_only_the_attempts_own_keys_each_with_its_own_commands():
+    import hashlib
+
     rules = redis_acl.user_rules(JOB, "pw", mailbox="shop*?@x.com")
-    assert rules[:2] == ["reset", "on"] and rules[2] == "#" + __import__("hashlib").sha256(b"pw").hexdigest()
-    assert "pw" not in rules and ">pw" not in rules
-    keys = [r for r in rules if "~" in r]
-    assert keys == [f"%R~{c.job_key(JOB)}", f"~{c.heartbeat_key(JOB)}", f"%W~{c.EVENTS_STREAM}",
-                    "~" + c.quota_key("shop\\*\\?@x.com")]
-    commands = {r[1:] for r in rules if r.startswith("+")}
-    assert not commands & {"flushall", "flushdb", "config", "keys", "scan", "acl", "xread", "xrange", "set", "@all",
-                           "monitor", "debug", "subscribe", "client", "shutdown"}
-    assert redis_acl.user_rules(JOB, "pw")[-len(redis_acl.COMMANDS):] == ["+" + x for x in redis_acl.COMMANDS]
-    assert not any(r.startswith("~receiptsync:quota") for r in redis_acl.user_rules(JOB, "pw"))
+    assert rules[:3] == ["reset", "on", "#" + hashlib.sha256(b"pw").hexdigest()] and "pw" not in " ".join(rules)
+    root_keys = [r for r in rules if "~" in r and not r.startswith("(")]
+    assert root_keys == [f"%R~{c.job_key(JOB)}"]  # read-only payload
+    selectors = [r for r in rules if r.startswith("(")]
+    assert selectors == [f"(~{c.heartbeat_key(JOB)} +del +hset +expire)", f"(%W~{c.EVENTS_STREAM} +xadd)",
+                         "(~" + c.quota_key("shop\\*\\?@x.com") + " +evalsha +eval +hmget +hset +pexpire)"]
+    granted = {r[1:] for r in rules if r.startswith("+")} | {w[1:] for s in selectors for w in s[1:-1].split()[1:]}
+    assert not granted & {"flushall", "flushdb", "config", "keys", "scan", "acl", "xread", "xrange", "xtrim", "set",
+                          "@all", "monitor", "debug", "subscribe", "client", "shutdown", "info"}
+    assert not any("quota" in r for r in redis_acl.user_rules(JOB, "pw"))  # until the mailbox is known
 
 
 def test_mailboxes_a_worker_may_name_and_user_urls():

@@ -116,7 +116,9 @@ def test_an_attempts_redis_user_reaches_only_its_own_keys(redis_url):
     for denied in (lambda: worker.execute_command("FLUSHALL"), lambda: worker.execute_command("CONFIG", "GET", "*"),
                    lambda: worker.keys("*"), lambda: worker.get(c.job_key("ns.other.01234567.r1.a1")),
                    lambda: worker.xrange(c.EVENTS_STREAM), lambda: worker.eval(quota, 1, c.quota_key("a@b.c")),
-                   lambda: worker.set(c.job_key(job), "x"), lambda: worker.execute_command("ACL", "WHOAMI")):
+                   lambda: worker.set(c.job_key(job), "x"), lambda: worker.execute_command("ACL", "WHOAMI"),
+                   lambda: worker.delete(c.EVENTS_STREAM), lambda: worker.expire(c.EVENTS_STREAM, 1),
+                   lambda: worker.get(c.heartbeat_key(job)), lambda: worker.delete(c.job_key(job))):
         with pytest.raises(redis.exceptions.NoPermissionError):
             denied()
 
