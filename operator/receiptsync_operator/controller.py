@@ -43,6 +43,7 @@ from .status import StatusWriter, status_fields
 from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
+STOP_SECONDS = 5.0  # how long stop() waits for its tasks to end once cancelled
 
 
 class Controller:
@@ -109,7 +110,10 @@ class Controller:
         """Stop every task; with ``leading`` (the lease is still ours) write what is pending first."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = list(self._tasks)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS) if tasks else (set(), set())
+        if stuck:  # a loop that swallowed its cancel must not hold the replica's exit up
+            logger.error("tasks did not stop within %.0fs: %s", STOP_SECONDS, sorted(t.get_name() for t in stuck))
         if leading:
             await self.ctx.writer.flush_all()
             await self.ctx.events.drain()

@@ -3,6 +3,7 @@ spends the pass's free slot (found by test_e2e_cluster's poisoned-queue test, wh
 at the head of the line held every tenant up for a pass per failure until it was set aside)."""
 from __future__ import annotations
 
+import asyncio
 import types
 
 import pytest
@@ -55,3 +56,25 @@ async def test_entries_that_cannot_start_leave_the_slot_to_the_next_in_line(queu
     assert dispatcher.failures.count("garbage") == 1 and dispatcher.failures.count("ns.bad-1.uid.r1.a1") == 1
     assert [e.job_id for e in await queue.entries()] == ["garbage", "ns.bad-1.uid.r1.a1", "ns.bad-2.uid.r1.a1",
                                                          "ns.later.uid.r1.a1"]  # they keep their place
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3])
+async def test_the_dispatch_loop_stops_when_cancelled_even_as_it_is_woken(yields):
+    """A wake-up and the cancel of shutdown in the same moment (a replica resumed after SIGSTOP): the
+    loop must end. asyncio.wait_for on Python 3.11 swallowed such a cancel, and the operator hung for
+    its 30 s stop timeout (found by test_e2e_cluster's SIGSTOP test)."""
+    ctx = types.SimpleNamespace(settings=Settings(), jobs=JobCache())
+    dispatcher = Dispatcher(ctx, lookup=None)
+
+    async def dispatch_once() -> None:
+        return None
+
+    dispatcher.dispatch_once = dispatch_once
+    task = asyncio.create_task(dispatcher.run())
+    await asyncio.sleep(0.05)
+    dispatcher.wake()
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert task in done and task.cancelled()
