@@ -59,7 +59,8 @@ def exercise(sandbox: Sandbox) -> None:
         assert env[name], name
     assert env["PATH"].split(":")[0].endswith("/bin") and Path(env["PATH"].split(":")[0], "helm").exists()
     # The unmodified binaries, found through the env file's PATH.
-    version = subprocess.run(["kubectl", "version", "-o", "json"], env=sandbox.process_env(), capture_output=True, text=True, check=True)
+    version = subprocess.run(["kubectl", "version", "-o", "json"], env=sandbox.process_env(), capture_output=True,
+                             text=True, check=True)
     assert json.loads(version.stdout)["serverVersion"]["major"] == "1"
     assert "jobs" in sandbox.kubectl("api-resources").stdout
     sandbox.kubectl("create", "ns", "x", kubectl=SYSTEM_KUBECTL if Path(SYSTEM_KUBECTL).exists() else None)
@@ -79,8 +80,9 @@ def start_a_pod(sandbox: Sandbox) -> list[int]:
     sandbox.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keep", "namespace": "keep"},
                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "keep"}},
                             "template": {"metadata": {"labels": {"app": "keep"}},
-                                         "spec": {"containers": [{"name": "main", "image": "receiptsync-operator:0.1.0",
-                                                                  "command": ["sh", "-c", "trap '' TERM; sleep 300 & wait"]}]}}}})
+                                         "spec": {"containers": [{
+                                             "name": "main", "image": "receiptsync-operator:0.1.0",
+                                             "command": ["sh", "-c", "trap '' TERM; sleep 300 & wait"]}]}}}})
     sandbox.kubectl("-n", "keep", "rollout", "status", "deployment/keep", "--timeout=30s")
 
     def pids():

@@ -99,7 +99,8 @@ def test_audit_log_records_who_did_what(sandbox):
     mark = sandbox.audit_mark()
     sandbox.kubectl("get", "namespaces")
     records = wait_until(lambda: [r for r in sandbox.audit(since_line=mark)
-                                  if r["verb"] == "list" and (r.get("objectRef") or {}).get("resource") == "namespaces"],
+                                  if r["verb"] == "list"
+                                  and (r.get("objectRef") or {}).get("resource") == "namespaces"],
                          10, message="an audit record of the list")
     assert records[0]["user"]["username"] == "kubernetes-admin"
     assert records[0]["responseStatus"]["code"] == 200

@@ -73,7 +73,8 @@ def test_a_pod_gets_its_env_from_secrets_configmaps_and_fields(sandbox, namespac
 def test_a_pod_reaches_the_api_with_in_cluster_config(sandbox, namespace):
     script = ("from kubernetes import client, config; config.load_incluster_config(); "
               "review = client.AuthenticationV1Api().create_self_subject_review({'apiVersion': "
-              "'authentication.k8s.io/v1', 'kind': 'SelfSubjectReview'}); print('user', review.status.user_info.username)")
+              "'authentication.k8s.io/v1', 'kind': 'SelfSubjectReview'}); "
+              "print('user', review.status.user_info.username)")
     sandbox.apply(pod("kube", ["python", "-c", script]), namespace)
     wait_until(lambda: phase(sandbox, namespace, "kube") in ("Succeeded", "Failed"), 30, message="pod kube to finish")
     output = logs(sandbox, namespace, "kube")
@@ -92,7 +93,8 @@ def test_no_token_when_automount_is_off(sandbox, namespace):
 def test_termination_message_and_memory_limit(sandbox, namespace):
     sandbox.apply(pod("says", ["sh", "-c", "echo '{\"outcome\": \"done\"}' > /dev/termination-log"]), namespace)
     hog = "b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(30)"
-    sandbox.apply(pod("hog", ["python", "-c", hog], container={"resources": {"limits": {"memory": "100Mi"}}}), namespace)
+    sandbox.apply(pod("hog", ["python", "-c", hog], container={"resources": {"limits": {"memory": "100Mi"}}}),
+                  namespace)
     wait_until(lambda: phase(sandbox, namespace, "says") == "Succeeded", 30, message="pod says to succeed")
     terminated = sandbox.get("pod", "says", namespace)["status"]["containerStatuses"][0]["state"]["terminated"]
     assert json.loads(terminated["message"]) == {"outcome": "done"}
@@ -103,7 +105,8 @@ def test_termination_message_and_memory_limit(sandbox, namespace):
 
 def test_a_missing_secret_keeps_the_pod_pending_until_it_exists(sandbox, namespace):
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
-    sandbox.apply(pod("waits", ["python", "-c", "import os; print('token', os.environ['TOKEN'])"], container={"env": env}), namespace)
+    sandbox.apply(pod("waits", ["python", "-c", "import os; print('token', os.environ['TOKEN'])"],
+                      container={"env": env}), namespace)
 
     def waiting_reason():
         statuses = (sandbox.get("pod", "waits", namespace).get("status") or {}).get("containerStatuses") or []
@@ -112,8 +115,10 @@ def test_a_missing_secret_keeps_the_pod_pending_until_it_exists(sandbox, namespa
     waiting = wait_until(waiting_reason, 20, message="CreateContainerConfigError")
     assert waiting["reason"] == "CreateContainerConfigError" and 'secret "later" not found' in waiting["message"]
     assert phase(sandbox, namespace, "waits") == "Pending"
-    sandbox.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"}, "stringData": {"token": "t1"}}, namespace)
-    wait_until(lambda: phase(sandbox, namespace, "waits") == "Succeeded", 30, message="pod to run once the secret exists")
+    sandbox.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"}, "stringData": {"token": "t1"}},
+                  namespace)
+    wait_until(lambda: phase(sandbox, namespace, "waits") == "Succeeded", 30,
+               message="pod to run once the secret exists")
     assert "token t1" in logs(sandbox, namespace, "waits")
 
 

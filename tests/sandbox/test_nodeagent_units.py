@@ -65,7 +65,8 @@ def test_command_and_args_follow_kubernetes_rules(container, argv):
 
 def test_environment_resolves_values_refs_fields_and_envfrom():
     container = {
-        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"secretRef": {"name": "missing", "optional": True}}],
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"},
+                    {"secretRef": {"name": "missing", "optional": True}}],
         "env": [
             {"name": "PLAIN", "value": "v"},
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
@@ -79,7 +80,8 @@ def test_environment_resolves_values_refs_fields_and_envfrom():
             {"name": "URL", "value": "http://$(IP):80/$(UNKNOWN)/$$(IP)"},
         ],
     }
-    sources = envlib.Sources(secrets={"creds": {"token": "s3cret"}, "missing": None}, configmaps={"settings": {"mode": "full"}})
+    sources = envlib.Sources(secrets={"creds": {"token": "s3cret"}, "missing": None},
+                             configmaps={"settings": {"mode": "full"}})
     env = envlib.container_env(POD, container, sources, {"HOME": "/h"})
     assert env["HOME"] == "/h"
     assert env["CFG_mode"] == "full"
@@ -90,10 +92,12 @@ def test_environment_resolves_values_refs_fields_and_envfrom():
 
 
 @pytest.mark.parametrize("ref, sources, message", [
-    ({"secretKeyRef": {"name": "creds", "key": "token"}}, envlib.Sources(secrets={"creds": None}), 'secret "creds" not found'),
+    ({"secretKeyRef": {"name": "creds", "key": "token"}}, envlib.Sources(secrets={"creds": None}),
+     'secret "creds" not found'),
     ({"secretKeyRef": {"name": "creds", "key": "token"}}, envlib.Sources(secrets={"creds": {}}),
      "couldn't find key token in Secret team/creds"),
-    ({"configMapKeyRef": {"name": "cm", "key": "k"}}, envlib.Sources(configmaps={"cm": None}), 'configmap "cm" not found'),
+    ({"configMapKeyRef": {"name": "cm", "key": "k"}}, envlib.Sources(configmaps={"cm": None}),
+     'configmap "cm" not found'),
 ])
 def test_a_missing_required_key_is_a_config_error(ref, sources, message):
     with pytest.raises(envlib.ContainerConfigError, match=message):
@@ -103,7 +107,8 @@ def test_a_missing_required_key_is_a_config_error(ref, sources, message):
 def test_referenced_sources_lists_secrets_and_configmaps_from_env_and_volumes():
     pod = {"spec": {"containers": [{"env": [{"name": "a", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}}],
                                     "envFrom": [{"configMapRef": {"name": "c1"}}]}],
-                    "volumes": [{"name": "v", "secret": {"secretName": "s2"}}, {"name": "w", "configMap": {"name": "c2"}}]}}
+                    "volumes": [{"name": "v", "secret": {"secretName": "s2"}},
+                                {"name": "w", "configMap": {"name": "c2"}}]}}
     assert envlib.referenced_sources(pod) == ({"s1", "s2"}, {"c1", "c2"})
 
 
@@ -114,7 +119,8 @@ def test_secret_data_is_base64_decoded():
 
 def test_volumes_are_written_under_the_pod_folder(tmp_path):
     pod = {"spec": {"containers": [{"volumeMounts": [{"name": "creds", "mountPath": "/etc/creds"}]}],
-                    "volumes": [{"name": "creds", "secret": {"secretName": "s", "items": [{"key": "a", "path": "sub/a.txt"}]}},
+                    "volumes": [{"name": "creds",
+                                 "secret": {"secretName": "s", "items": [{"key": "a", "path": "sub/a.txt"}]}},
                                 {"name": "scratch", "emptyDir": {}}]}}
     mounted = volumes.materialize(pod, envlib.Sources(secrets={"s": {"a": "A", "b": "B"}}), tmp_path)
     assert [(m.name, m.mount_paths) for m in mounted] == [("creds", ("/etc/creds",)), ("scratch", ())]
@@ -223,7 +229,8 @@ def test_init_containers_gate_the_pod():
     assert podstatus.pod_phase("Never", [main], [failed]) == "Failed"
     assert podstatus.pod_phase("OnFailure", [main], [failed]) == "Pending"
     done = podstatus.ContainerState("init", "img", state="terminated", exit_code=0)
-    assert podstatus.pod_phase("Always", [podstatus.ContainerState("main", "img", state="running")], [done]) == "Running"
+    running = podstatus.ContainerState("main", "img", state="running")
+    assert podstatus.pod_phase("Always", [running], [done]) == "Running"
 
 
 def test_volumes_mount_at_their_paths_unless_they_would_hide_the_code(tmp_path):
@@ -242,7 +249,8 @@ def test_volumes_mount_at_their_paths_unless_they_would_hide_the_code(tmp_path):
     assert env == {"TMPDIR": str(tmp_path / "tmp")}  # /tmp holds the checkout here: TMPDIR instead
     assert mounts.hides("/", keep) and mounts.hides("relative", keep) and not mounts.hides("/etc/app", keep)
     argv = mounts.wrap(["/usr/bin/python3", "-V"], binds)
-    assert argv[:4] == ["unshare", "--mount", "--propagation", "private"] and argv[-3:] == ["--", "/usr/bin/python3", "-V"]
+    assert argv[:4] == ["unshare", "--mount", "--propagation", "private"]
+    assert argv[-3:] == ["--", "/usr/bin/python3", "-V"]
     assert mounts.wrap(["x"], []) == ["x"]
 
 
@@ -255,13 +263,17 @@ def test_memory_quantities(text, expected):
 
 
 def test_projected_service_account_volume(tmp_path):
-    pod = {"metadata": {"namespace": "ns1", "name": "p"}, "spec": {"volumes": [{"name": "kube-api-access", "projected": {
-        "sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}]}}
+    projected = {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+    ]}
+    pod = {"metadata": {"namespace": "ns1", "name": "p"},
+           "spec": {"volumes": [{"name": "kube-api-access", "projected": projected}]}}
     assert envlib.referenced_sources(pod) == (set(), {"kube-root-ca.crt"})
     sources = envlib.Sources(configmaps={"kube-root-ca.crt": {"ca.crt": "PEM"}}, service_account_token="jwt")
     [volume] = volumes.materialize(pod, sources, tmp_path)
-    assert {p.name: p.read_text() for p in volume.path.iterdir()} == {"token": "jwt", "ca.crt": "PEM", "namespace": "ns1"}
+    written = {p.name: p.read_text() for p in volume.path.iterdir()}
+    assert written == {"token": "jwt", "ca.crt": "PEM", "namespace": "ns1"}
     with pytest.raises(envlib.ContainerConfigError):
         volumes.materialize(pod, envlib.Sources(configmaps={"kube-root-ca.crt": {"ca.crt": "PEM"}}), tmp_path / "x")

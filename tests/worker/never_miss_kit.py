@@ -100,7 +100,8 @@ class Runner:
         payload = self.payload(name, business_id, **fields)
         settings = Settings(
             job_id=payload.job_id, redis_url=self.redis_url, database_url=self.database_url,
-            gmail_endpoint=self.emulator.url, credentials_json=credentials_json(inbox.address, self.emulator.url + "/token"),
+            gmail_endpoint=self.emulator.url,
+            credentials_json=credentials_json(inbox.address, self.emulator.url + "/token"),
             worker_name="test", tuning=Tuning(),
             guards=Guards(cursor_overlap_seconds=self.overlap_seconds, final_heartbeat_seconds=2,
                           termination_message_path=os.path.join(tempfile.gettempdir(), f"rs-term-{payload.job_id}")))

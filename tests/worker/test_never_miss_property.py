@@ -31,7 +31,8 @@ steps = st.lists(st.one_of(deliveries, runs), min_size=3, max_size=8)
 
 def run_fields(kind: str, cap: int) -> dict:
     today = dt.datetime.now(dt.timezone.utc).date()
-    fields: dict = {"max_messages": cap, "mode": contract.MODE_FULL if kind.endswith("full") else contract.MODE_INCREMENTAL}
+    fields: dict = {"max_messages": cap,
+                    "mode": contract.MODE_FULL if kind.endswith("full") else contract.MODE_INCREMENTAL}
     if kind == "backfill":
         fields.update(date_from=(today - dt.timedelta(days=30)).isoformat(),
                       date_to=(today - dt.timedelta(days=2)).isoformat(), explicit_from=True, explicit_to=True)

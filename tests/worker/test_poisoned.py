@@ -37,7 +37,8 @@ def decompression_bomb(expanded: int = 256 * 1024 ** 2) -> bytes:
         offsets.append(len(out))
         out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
     xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += (b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+            + b"".join(b"%010d 00000 n \n" % o for o in offsets))
     return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
 
 
@@ -60,8 +61,10 @@ def poisoned(mailbox_dir, emulator):
     files = {
         "ok.eml": build_eml(subject="Your receipt 1", sender=shop, to=address, date=date, text="Total: $10.00"),
         "big.eml": build_eml(subject="Your receipt 2", sender=shop, to=address, date=date, text="Total: $20.00",
-                             attachments=(("statement.pdf", "application/pdf", b"%PDF-1.4\n" + os.urandom(50 * 1024 ** 2)),)),
-        "bomb.eml": build_eml(subject="Your receipt 3", sender=shop, to=address, date=date, text="See the attached invoice.",
+                             attachments=(("statement.pdf", "application/pdf",
+                                           b"%PDF-1.4\n" + os.urandom(50 * 1024 ** 2)),)),
+        "bomb.eml": build_eml(subject="Your receipt 3", sender=shop, to=address, date=date,
+                              text="See the attached invoice.",
                               attachments=(("invoice.pdf", "application/pdf", decompression_bomb()),)),
         "idna.eml": idna_message(address, date),
     }
@@ -117,7 +120,8 @@ def test_bombs_and_huge_attachments_are_skipped_and_memory_stays_bounded(jobs, p
     assert 0 < rss_mb < RSS_LIMIT_MB and helper_mb < RSS_LIMIT_MB
     done = result.events(contract.LOG_JOB_DONE)[0]
     assert done["phase"] == contract.PHASE_FINISHED and done["skipped_messages"] == 3
-    [(skipped, count, saved)] = db_rows(jobs.database_url, "SELECT skipped, skipped_messages, saved_receipts FROM sync_runs")
+    [(skipped, count, saved)] = db_rows(jobs.database_url,
+                                        "SELECT skipped, skipped_messages, saved_receipts FROM sync_runs")
     assert skipped == {ids["big"]: "attachment_too_large", ids["bomb"]: "pdf_bomb",
                        ids["idna"]: "unreadable: UnicodeError"} and count == 3
     # the receipts themselves are saved (without what could not be read), except the unreadable one
@@ -133,11 +137,12 @@ def test_a_message_that_keeps_failing_extraction_is_quarantined(jobs, poisoned, 
     for run_id in range(1, MAX_EXTRACTION_TRIES + 2):
         result = jobs.run(jobs.payload(run_id=run_id, **FULL), address)
         assert result.returncode == 0, result.stdout[-2000:]
-    runs = db_rows(jobs.database_url, "SELECT run_id, skipped ? %s, quarantined_messages FROM sync_runs ORDER BY run_id",
-                   ids["idna"])
+    runs = db_rows(jobs.database_url,
+                   "SELECT run_id, skipped ? %s, quarantined_messages FROM sync_runs ORDER BY run_id", ids["idna"])
     # tried (and counted as skipped) MAX_EXTRACTION_TRIES times, then quarantined: no longer fetched
     assert runs == [(n, True, 0) for n in range(1, MAX_EXTRACTION_TRIES + 1)] + [(MAX_EXTRACTION_TRIES + 1, False, 1)]
-    assert db_rows(jobs.database_url, "SELECT gmail_message_id, tries, quarantined_at IS NOT NULL FROM message_failures") == [
-        (ids["idna"], MAX_EXTRACTION_TRIES, True)]
+    failures = db_rows(jobs.database_url,
+                       "SELECT gmail_message_id, tries, quarantined_at IS NOT NULL FROM message_failures")
+    assert failures == [(ids["idna"], MAX_EXTRACTION_TRIES, True)]
     done = result.events(contract.LOG_JOB_DONE)[0]
     assert done["quarantined_messages"] == 1 and "quarantined" in done["message"]

@@ -35,7 +35,8 @@ def heartbeats_in_stream(url: str, job_id: str) -> int:
 
 
 def saved(database_url: str) -> set[str]:
-    return {row[0] for row in db_rows(database_url, "SELECT gmail_message_id FROM receipts WHERE business_id = 'biz-1'")}
+    rows = db_rows(database_url, "SELECT gmail_message_id FROM receipts WHERE business_id = 'biz-1'")
+    return {row[0] for row in rows}
 
 
 def test_redis_restarted_for_10s_mid_sync_of_2000_messages(own_redis, tmp_path, fresh_database, emulator, mailbox_dir,

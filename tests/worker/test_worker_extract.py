@@ -39,22 +39,25 @@ def test_headers_time_and_plain_body():
 
 def test_html_body_when_no_plain_part():
     msg = message("Your receipt", [{"partId": "0", "mimeType": "multipart/alternative", "filename": "", "body": {},
-                                    "parts": [{"partId": "0.0", "mimeType": "text/html", "filename": "",
-                                               "body": {"data": b64("<style>x{}</style><p>Total</p><td>$</td><td>5.00</td>")}}]}])
+                                    "parts": [{"partId": "0.0", "mimeType": "text/html", "filename": "", "body": {
+                                        "data": b64("<style>x{}</style><p>Total</p><td>$</td><td>5.00</td>")}}]}])
     assert extract.read_message(msg).body_text == "Total\n$ 5.00"
 
 
 def test_attachment_parts_keep_pdfs_and_images_only():
     msg = message("Invoice", [
-        {"partId": "1", "mimeType": "application/pdf", "filename": "inv.pdf", "body": {"attachmentId": "A1", "size": 900}},
+        {"partId": "1", "mimeType": "application/pdf", "filename": "inv.pdf",
+         "body": {"attachmentId": "A1", "size": 900}},
         {"partId": "2", "mimeType": "image/png", "filename": "logo.png", "body": {"data": b64(b"\x89PNG"), "size": 4}},
-        {"partId": "3", "mimeType": "application/octet-stream", "filename": "scan.PDF", "body": {"attachmentId": "A3", "size": 5}},
+        {"partId": "3", "mimeType": "application/octet-stream", "filename": "scan.PDF",
+         "body": {"attachmentId": "A3", "size": 5}},
         {"partId": "4", "mimeType": "application/zip", "filename": "x.zip", "body": {"attachmentId": "A4", "size": 5}},
         {"partId": "5", "mimeType": "text/plain", "filename": "", "body": {"data": b64("hi")}},
     ])
     parts = extract.read_message(msg).attachments
     assert [(p.part_id, p.mime_type, p.attachment_id, p.inline_data) for p in parts] == [
-        ("1", "application/pdf", "A1", None), ("2", "image/png", None, b"\x89PNG"), ("3", "application/pdf", "A3", None)]
+        ("1", "application/pdf", "A1", None), ("2", "image/png", None, b"\x89PNG"),
+        ("3", "application/pdf", "A3", None)]
 
 
 def test_money_source_order_subject_body_pdf():

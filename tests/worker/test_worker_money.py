@@ -43,7 +43,8 @@ def test_amounts(text, amount, currency):
     assert (money.amount, money.currency) == (Decimal(amount), currency)
 
 
-@pytest.mark.parametrize("text", ["Order 12345 shipped", "nothing 12 nissan", "Meeting at 10.30", "", "ILS", "version 1.2.3"])
+@pytest.mark.parametrize("text", ["Order 12345 shipped", "nothing 12 nissan", "Meeting at 10.30", "", "ILS",
+                                  "version 1.2.3"])
 def test_no_amount(text):
     assert best_amount(text) is None
 

@@ -54,7 +54,8 @@ def test_tuning_defaults_are_unchanged_without_the_environment():
     tuning = config.from_env(BASE_ENV).tuning
     assert (tuning.quota_rate, tuning.quota_burst, tuning.fetchers) == (250.0, 125.0, 4)
     assert tuning.batch_size == 25
-    blank = {contract.WORKER_ENV_QUOTA_RATE: "", contract.WORKER_ENV_QUOTA_BURST: " ", contract.WORKER_ENV_FETCH_THREADS: ""}
+    blank = {contract.WORKER_ENV_QUOTA_RATE: "", contract.WORKER_ENV_QUOTA_BURST: " ",
+             contract.WORKER_ENV_FETCH_THREADS: ""}
     assert config.from_env({**BASE_ENV, **blank}).tuning == tuning
 
 
@@ -70,8 +71,9 @@ def test_tuning_from_the_environment_reaches_the_attempt():
 
 
 @pytest.mark.parametrize("name, raw", [
-    (contract.WORKER_ENV_QUOTA_RATE, "0"), (contract.WORKER_ENV_QUOTA_RATE, "-5"), (contract.WORKER_ENV_QUOTA_RATE, "nan"),
-    (contract.WORKER_ENV_QUOTA_RATE, "inf"), (contract.WORKER_ENV_QUOTA_BURST, "lots"),
+    (contract.WORKER_ENV_QUOTA_RATE, "0"), (contract.WORKER_ENV_QUOTA_RATE, "-5"),
+    (contract.WORKER_ENV_QUOTA_RATE, "nan"), (contract.WORKER_ENV_QUOTA_RATE, "inf"),
+    (contract.WORKER_ENV_QUOTA_BURST, "lots"),
     (contract.WORKER_ENV_FETCH_THREADS, "2.5"), (contract.WORKER_ENV_FETCH_THREADS, "0"),
     (contract.WORKER_ENV_FETCH_THREADS, "1000"),
 ])

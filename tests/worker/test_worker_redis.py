@@ -16,7 +16,8 @@ def test_heartbeat_hash_stream_and_ttl(redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     job_id = "hb-" + uuid.uuid4().hex
     progress = Progress(date_from="2025-01-01", date_to="2025-01-31")
-    beats = Heartbeats(client, job_id, progress, redact=lambda text: text.replace("s3cret", "[REDACTED]"), worker="pod-1")
+    beats = Heartbeats(client, job_id, progress, redact=lambda text: text.replace("s3cret", "[REDACTED]"),
+                       worker="pod-1")
     beats.beat(contract.PHASE_STARTED, contract.REASON_SYNCING, "Started.")
     progress.add(50, 7)
     beats.beat()
@@ -31,7 +32,8 @@ def test_heartbeat_hash_stream_and_ttl(redis_url):
     assert fields[contract.HB_WORKER] == "pod-1" and fields[contract.HB_TIME].endswith("Z")
     assert 0 < client.ttl(contract.heartbeat_key(job_id)) <= contract.HEARTBEAT_KEY_TTL_SECONDS
     entries = [e for _, e in client.xrange(contract.EVENTS_STREAM) if e[contract.HB_JOB_ID] == job_id]
-    assert [e[contract.HB_PHASE] for e in entries] == [contract.PHASE_STARTED, contract.PHASE_STARTED, contract.PHASE_FAILED]
+    assert [e[contract.HB_PHASE] for e in entries] == [contract.PHASE_STARTED, contract.PHASE_STARTED,
+                                                       contract.PHASE_FAILED]
 
 
 def test_ticker_repeats_the_latest_progress(redis_url):

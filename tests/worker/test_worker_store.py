@@ -87,7 +87,8 @@ def test_cursor_moves_only_with_success_per_mailbox(fresh_database):
     store.run_started(run("job-1"))
     store.save_batch(SavedBatch(business_id="b", job_id="job-1", run_key="ns/n/u/1", receipts=[receipt("m1")],
                                 attachments=[], done_message_ids=["m1"]))
-    store.run_finished(RunEnd(job_id="job-1", status="Failed", reason="GmailApiError", error="boom", used_history=False))
+    store.run_finished(RunEnd(job_id="job-1", status="Failed", reason="GmailApiError", error="boom",
+                              used_history=False))
     assert store.cursor("b", "a@x.example") is None
     store.run_started(run("job-2"))
     move = (lambda hid, at: (lambda stored: cursors.advance(stored, hid, at, dt.timedelta(0))))
@@ -97,7 +98,8 @@ def test_cursor_moves_only_with_success_per_mailbox(fresh_database):
     assert store.cursor("b", "a@x.example") == cursors.Cursor(500, NOW)
     assert store.cursor("b", "other@x.example") is None  # another mailbox of the business: its own cursor
     assert db_rows(fresh_database, "SELECT count(*) FROM sync_checkpoints") == [(0,)]
-    assert db_rows(fresh_database, "SELECT outcome_message FROM sync_runs WHERE job_id = 'job-2'") == [("Scanned 1 message.",)]
+    assert db_rows(fresh_database, "SELECT outcome_message FROM sync_runs WHERE job_id = 'job-2'") == [
+        ("Scanned 1 message.",)]
     # an older history id never moves the cursor backwards
     store.run_started(run("job-3", "ns/n/u/2"))
     store.run_finished(RunEnd(job_id="job-3", status="Finished", reason="Succeeded", error=None, used_history=True,
@@ -136,7 +138,8 @@ def test_connections_have_keepalives_and_a_statement_timeout(fresh_database):
     assert store.transact(lambda conn: conn.execute("SHOW statement_timeout").fetchone()[0]) == "1234ms"
     assert store.transact(lambda conn: conn.info.get_parameters()) is not None
     conn = store._connection()
-    assert (conn.info.get_parameters().get("keepalives"), conn.info.get_parameters().get("tcp_user_timeout")) == ("1", "60000")
+    parameters = conn.info.get_parameters()
+    assert (parameters.get("keepalives"), parameters.get("tcp_user_timeout")) == ("1", "60000")
     store.close()
 
 
@@ -174,8 +177,8 @@ def test_a_new_attempt_closes_earlier_attempts_left_started_as_lost(fresh_databa
     # the lost attempt's counters still count for the run's resume point; finished attempts stay as they are
     store.run_finished(RunEnd(job_id="job-a2", status="Failed", reason="Timeout", error="slow", used_history=False))
     assert store.run_started(dataclasses.replace(first, job_id="job-a3", attempt=3)) == 0
-    assert db_rows(fresh_database, "SELECT job_id, status FROM sync_runs WHERE run_key = 'ns/n/u/1' ORDER BY job_id") == [
-        ("job-a1", "Lost"), ("job-a2", "Failed"), ("job-a3", "Started")]
+    rows = db_rows(fresh_database, "SELECT job_id, status FROM sync_runs WHERE run_key = 'ns/n/u/1' ORDER BY job_id")
+    assert rows == [("job-a1", "Lost"), ("job-a2", "Failed"), ("job-a3", "Started")]
     assert db_rows(fresh_database, "SELECT col_description('sync_runs'::regclass, attnum) FROM pg_attribute"
                                    " WHERE attrelid = 'sync_runs'::regclass AND attname = 'status'")[0][0].startswith(
         "Started | Finished | Failed | Lost")

@@ -59,7 +59,8 @@ def test_full_sync_matches_ground_truth_then_rerun_adds_nothing(jobs, alice, emu
     assert saved_attachments(jobs.database_url, "biz-1") == expected_attachments(alice.receipts)
 
     # log markers (CONTRACT section 5)
-    assert [len(result.events(m)) for m in (contract.LOG_JOB_START, contract.LOG_JOB_DONE, contract.LOG_JOB_FAIL)] == [1, 1, 0]
+    markers = (contract.LOG_JOB_START, contract.LOG_JOB_DONE, contract.LOG_JOB_FAIL)
+    assert [len(result.events(m)) for m in markers] == [1, 1, 0]
     assert result.lines[0]["event"] == contract.LOG_JOB_START and result.lines[-1]["event"] == contract.LOG_JOB_DONE
     done = result.events(contract.LOG_JOB_DONE)[0]
     assert {k: done[k] for k in ("job_id", "business_id", "namespace", "name")} == {
@@ -87,9 +88,12 @@ def test_full_sync_matches_ground_truth_then_rerun_adds_nothing(jobs, alice, emu
     assert result.returncode == 0
     assert result.events(contract.LOG_JOB_DONE)[0]["saved_receipts"] == 0
     assert saved_receipts(jobs.database_url, "biz-1") == saved
-    assert db_rows(jobs.database_url, "SELECT count(*) FROM receipt_attachments") == [(len(expected_attachments(alice.receipts)),)]
-    assert db_rows(jobs.database_url, "SELECT job_id, status, messages_scanned, saved_receipts FROM sync_runs ORDER BY run_id") == [
-        (payload.job_id, "Finished", len(alice.receipts), len(alice.receipts)), (again.job_id, "Finished", len(alice.receipts), 0)]
+    attachments = len(expected_attachments(alice.receipts))
+    assert db_rows(jobs.database_url, "SELECT count(*) FROM receipt_attachments") == [(attachments,)]
+    runs = db_rows(jobs.database_url,
+                   "SELECT job_id, status, messages_scanned, saved_receipts FROM sync_runs ORDER BY run_id")
+    assert runs == [(payload.job_id, "Finished", len(alice.receipts), len(alice.receipts)),
+                    (again.job_id, "Finished", len(alice.receipts), 0)]
 
 
 def test_secrets_never_reach_logs_or_redis(jobs, alice, emulator, redis_url, knobs):
@@ -126,10 +130,12 @@ def test_revoked_token_fails_at_once(jobs, alice, emulator, knobs):
     assert fail[0]["reason"] == contract.REASON_GMAIL_AUTH_ERROR
     assert "reconnect Gmail" in fail[0]["error"]
     beat = jobs.redis.hgetall(contract.heartbeat_key(payload.job_id))
-    assert (beat[contract.HB_PHASE], beat[contract.HB_REASON]) == (contract.PHASE_FAILED, contract.REASON_GMAIL_AUTH_ERROR)
+    assert (beat[contract.HB_PHASE], beat[contract.HB_REASON]) == (contract.PHASE_FAILED,
+                                                                   contract.REASON_GMAIL_AUTH_ERROR)
     assert "reconnect Gmail" in beat[contract.HB_MESSAGE]
     assert emulator.stats()["token_refusals"] - refusals_before == 1  # no retries inside the attempt
-    assert db_rows(jobs.database_url, "SELECT status, reason FROM sync_runs") == [("Failed", contract.REASON_GMAIL_AUTH_ERROR)]
+    assert db_rows(jobs.database_url, "SELECT status, reason FROM sync_runs") == [
+        ("Failed", contract.REASON_GMAIL_AUTH_ERROR)]
 
 
 def test_429_storm_is_honoured_and_the_sync_completes(jobs, alice, emulator, knobs):
@@ -222,7 +228,8 @@ def test_missing_payload_fails_cleanly(jobs, alice):
     jobs.redis.delete(contract.job_key(payload.job_id))
     result = jobs.run(payload, alice.address)
     assert result.returncode != 0
-    assert [line["event"] for line in result.lines if "event" in line] == [contract.LOG_JOB_START, contract.LOG_JOB_FAIL]
+    assert [line["event"] for line in result.lines if "event" in line] == [contract.LOG_JOB_START,
+                                                                           contract.LOG_JOB_FAIL]
     assert result.events(contract.LOG_JOB_FAIL)[0]["reason"] == contract.REASON_WORKER_ERROR
 
 
@@ -275,7 +282,8 @@ def test_incremental_uses_history_then_falls_back_on_404(jobs, bob, emulator, ma
     assert emulator.stats(address)["requests"]["users.messages.get"] - gets_before == 3
     saved = saved_receipts(jobs.database_url, "bob")
     assert len(saved) == len(truth_receipts) + 3
-    assert sorted(row[3] for mid, row in saved.items() if mid not in truth_receipts) == [Decimal("1.50"), Decimal("2.50"), Decimal("3.50")]
+    new_amounts = sorted(row[3] for mid, row in saved.items() if mid not in truth_receipts)
+    assert new_amounts == [Decimal("1.50"), Decimal("2.50"), Decimal("3.50")]
     assert db_rows(jobs.database_url, "SELECT history_id FROM business_sync_state")[0][0] > state[0][1]
 
     # nothing new: history says so, and nothing is fetched

@@ -28,7 +28,8 @@ class Emulator:
     def __init__(self, mailbox_dir: Path, *flags: str) -> None:
         self.mailbox_dir = mailbox_dir
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "receiptsync_sandbox.gmail", "--port", "0", "--mailbox-dir", str(mailbox_dir), *flags],
+            [sys.executable, "-m", "receiptsync_sandbox.gmail", "--port", "0", "--mailbox-dir", str(mailbox_dir),
+             *flags],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         line = self.process.stdout.readline()
@@ -75,7 +76,8 @@ def gmail_client(emulator: Emulator, address: str, **kw: Any):
     from receiptsync_worker import credentials as creds
     from receiptsync_worker.gmail_client import GmailClient
 
-    credentials = creds.build_credentials(creds.parse_authorized_user(credentials_json(address, emulator.url + "/token")))
+    authorized = creds.parse_authorized_user(credentials_json(address, emulator.url + "/token"))
+    credentials = creds.build_credentials(authorized)
     creds.refresh(credentials)
     return GmailClient(credentials, emulator.url, **kw), credentials.token
 
