@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: deps system venv tools controlplane test test-kind demo bench bench-smoke clean
+.PHONY: deps system venv tools controlplane lint test test-kind demo bench bench-smoke clean
 
 deps: system venv tools controlplane
 
@@ -34,7 +34,11 @@ controlplane: | $(VENV)/.installed
 $(BIN)/helm: | $(VENV)/.installed
 	$(BIN)/python scripts/install_tools.py $(BIN)
 
-test: deps
+# ruff's rules are in pyproject.toml ([tool.ruff]); lint runs before any test.
+lint: | $(VENV)/.installed
+	$(BIN)/ruff check .
+
+test: deps lint
 	$(BIN)/python -m pytest tests -m "not kind" $(PYTEST_ARGS)
 
 test-kind: deps
