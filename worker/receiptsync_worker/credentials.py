@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 import google.auth.exceptions
-import google.auth.transport.requests
+import google_auth_httplib2
+import httplib2
 from google.oauth2.credentials import Credentials
 
 GMAIL_READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
@@ -61,10 +62,25 @@ def is_invalid_grant(error: google.auth.exceptions.RefreshError) -> bool:
     return False
 
 
+TOKEN_TIMEOUT_SECONDS = 60
+
+
+class _TokenRequest(google_auth_httplib2.Request):
+    """google-auth's transport over httplib2, which the Gmail client loads anyway (the `requests`
+    transport would import requests and urllib3 only for this one call); a connection that fails
+    is a TransportError, as with the requests transport."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except OSError as exc:
+            raise google.auth.exceptions.TransportError(exc) from exc
+
+
 def refresh(credentials: Credentials) -> None:
     """Get an access token now, so a revoked grant fails the attempt before any work."""
     try:
-        credentials.refresh(google.auth.transport.requests.Request())
+        credentials.refresh(_TokenRequest(httplib2.Http(timeout=TOKEN_TIMEOUT_SECONDS)))
     except google.auth.exceptions.RefreshError as exc:
         if is_invalid_grant(exc):
             raise GmailAuthError(RECONNECT_MESSAGE) from None

@@ -15,10 +15,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from .fetch import FetchedChunk, fetch_chunk
 from .gmail_client import GmailClient, Stopped
+
+if TYPE_CHECKING:
+    from .fetch import FetchedChunk
 
 log = logging.getLogger(__name__)
 _END = object()  # a fetcher finished
@@ -128,7 +130,7 @@ class Pipeline:
         self._fetchers = fetchers
         self._filter = id_filter
         self._clock = clock
-        self._fetch_chunk = fetch or (lambda client, ids, size: fetch_chunk(client, ids, size))
+        self._fetch_chunk = fetch or _fetch_chunk
         self._progress = on_progress
         self._release_bytes = release_bytes
         self._chunks: queue.Queue = queue.Queue(maxsize=fetchers * 2)
@@ -250,9 +252,16 @@ class Pipeline:
                 self._progress()
 
 
+def _fetch_chunk(client: GmailClient, ids: list[str], size: int) -> FetchedChunk:
+    from .fetch import fetch_chunk  # the extraction stack loads only when there is mail to read
+
+    return fetch_chunk(client, ids, size)
+
+
 def _merge(chunks: list[FetchedChunk]) -> FetchedChunk:
     if len(chunks) == 1:
         return chunks[0]
+    from .fetch import FetchedChunk
     merged = FetchedChunk(message_ids=[], receipts=[], attachments=[])
     for chunk in chunks:
         merged.message_ids.extend(chunk.message_ids)

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from zoneinfo import ZoneInfo
 
 from receiptsync_common import attempt_identity, contract
@@ -24,7 +24,6 @@ from . import credentials as creds
 from . import cursor as cursors
 from . import joblog, plan, ratelimit, redisguard
 from .config import Settings, Tuning
-from .fetch import FetchedChunk, FetchLimits, fetch_chunk
 from .gmail_client import GmailClient, HistoryExpired
 from .heartbeat import Heartbeats, Progress, Ticker
 from .outcome import (EXIT_FAILED, EXIT_OK, REASON_STALLED, Counters, Outcome, PayloadMissing, PayloadRejected,
@@ -32,6 +31,9 @@ from .outcome import (EXIT_FAILED, EXIT_OK, REASON_STALLED, Counters, Outcome, P
 from .pipeline import ByteBudget, IdFilter, Pipeline, PipelineResult
 from .redact import Redactor, url_passwords
 from .store import RunEnd, RunRecord, SavedBatch, Store
+
+if TYPE_CHECKING:
+    from .fetch import FetchedChunk
 
 __all__ = ["Attempt", "Outcome", "PayloadMissing", "PayloadRejected", "classify", "Tuning", "EXIT_OK", "EXIT_FAILED"]
 log = logging.getLogger(__name__)
@@ -156,13 +158,11 @@ class Attempt:
         pages = (iter(()) if id_filter.only == set()
                  else self.client.message_id_pages(plan.search_query(payload, window)))
         budget = ByteBudget(ATTACHMENT_BYTES_IN_FLIGHT)
-        limits = FetchLimits(max_attachment_bytes=self.guards.max_attachment_bytes)
         try:
             result = Pipeline(
                 client=self.client, save=self._save, stop=self.stop, deadline=deadline,
                 batch_size=self.tuning.batch_size, fetchers=self.tuning.fetchers, id_filter=id_filter,
-                fetch=lambda client, ids, size: fetch_chunk(
-                    client, ids, size, limits, reserve_bytes=lambda n: budget.acquire(n, self.stop)),
+                fetch=lambda client, ids, size: self._fetch(client, ids, size, budget),
                 on_progress=self.progress.touch, release_bytes=budget.release,
             ).run(pages)
         finally:
@@ -171,6 +171,14 @@ class Attempt:
         if result.error is not None:
             raise result.error
         return self._outcome(payload, window, result, cursor, (mailbox, read_id, read_at))
+
+    def _fetch(self, client: GmailClient, ids: list[str], size: int, budget: ByteBudget) -> FetchedChunk:
+        # Messages, attachments, extraction: loaded only when there is mail to read (most scheduled
+        # runs find none, and a run's cost is then mostly its imports).
+        from .fetch import FetchLimits, fetch_chunk
+
+        limits = FetchLimits(max_attachment_bytes=self.guards.max_attachment_bytes)
+        return fetch_chunk(client, ids, size, limits, reserve_bytes=lambda n: budget.acquire(n, self.stop))
 
     def _connect_gmail(self, info: dict[str, Any], deadline: float) -> tuple[str, int, dt.datetime]:
         """Refresh the token (a revoked grant fails here), read the mailbox and its current
