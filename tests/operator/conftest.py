@@ -32,7 +32,12 @@ _db_numbers = itertools.count(1)
 @pytest.fixture(scope="session")
 def crd(sandbox):
     sandbox.kubectl("apply", "-f", str(CRD))
-    sandbox.kubectl("wait", "--for=condition=Established", f"crd/{contract.PLURAL}.{contract.GROUP}", "--timeout=30s")
+    # `kubectl wait` fails at once ("status.conditions accessor error") while a just-created CRD has
+    # no status yet: wait for the condition to exist first.
+    name = f"crd/{contract.PLURAL}.{contract.GROUP}"
+    wait_until(lambda: (sandbox.get(name) or {}).get("status", {}).get("conditions"), timeout=30,
+               message="the CRD's status")
+    sandbox.kubectl("wait", "--for=condition=Established", name, "--timeout=30s")
     return True
 
 
@@ -100,13 +105,21 @@ class Env(TenantWorld):
         return receiptsync_manifest(name, body)
 
     def wait_status(self, name: str, predicate, timeout: float = 20, message: str = "") -> dict:
-        return wait_until(lambda: (lambda s: s if predicate(s) else None)(self.status(name)), timeout, 0.1,
-                          message=message or f"{name} status")
+        last: list[dict] = [{}]
+
+        def probe() -> dict | None:
+            last[0] = self.status(name)
+            return last[0] if predicate(last[0]) else None
+
+        try:
+            return wait_until(probe, timeout, 0.1, message=message or f"{name} status")
+        except AssertionError as exc:  # say what the status was at the end, not at the start
+            raise AssertionError(f"{exc} (last: {last[0]})") from None
 
     def wait_phase(self, name: str, phase: str, timeout: float = 20, reason: str | None = None) -> dict:
         return self.wait_status(
             name, lambda s: s.get("phase") == phase and (reason is None or s.get("reason") == reason),
-            timeout, message=f"{name} phase {phase} {reason or ''} (last: {self.status(name)})")
+            timeout, message=f"{name} phase {phase} {reason or ''}")
 
     def jobs(self) -> list[dict]:
         return (self.get("jobs") or {}).get("items") or []

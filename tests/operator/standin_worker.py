@@ -1,12 +1,17 @@
-"""A minimal stand-in worker for operator tests: speaks the real heartbeat protocol (HSET the
-heartbeat hash + XADD the events stream), nothing else. Behaviour comes from the payload's query,
-e.g. ``standin:duration=2,scanned=40,saved=4,fail=GmailApiError,fail_attempts=1,hang_attempts=1``.
+"""A minimal stand-in worker for operator tests. Its heartbeats are the real worker's: built and
+sent by ``receiptsync_worker.heartbeat.Heartbeats`` (the same fields, the same MULTI to the hash and
+the stream, signed with the attempt's key when there is one, nothing after the terminal one), so
+the operator is tested against what workers really send. Only the work in between is pretend; it
+comes from the payload's query, e.g.
+``standin:duration=2,scanned=40,saved=4,fail=GmailApiError,fail_attempts=1,hang_attempts=1``.
+
+``gate=1`` holds the terminal heartbeat until the test sets the Redis key ``standin:go:<job id>``
+(so a test can break something first, then let the run end).
 
 It never reads the credentials beyond checking they arrived (and never prints them).
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 import sys
@@ -16,12 +21,17 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
+from receiptsync_worker.heartbeat import Heartbeats, Progress
 
 
 def options(query: str | None) -> dict[str, str]:
     if not query or not query.startswith("standin:"):
         return {}
     return dict(part.split("=", 1) for part in query[len("standin:"):].split(",") if "=" in part)
+
+
+def gate_key(job_id: str) -> str:
+    return f"standin:go:{job_id}"
 
 
 def main() -> int:
@@ -36,18 +46,14 @@ def main() -> int:
     client.set(f"standin:pid:{job_id}", os.getpid(), ex=600)
     client.set(f"standin:creds:{job_id}", "yes" if os.environ.get(contract.ENV_GMAIL_CREDENTIALS) else "no", ex=600)
 
-    def beat(phase: str, **fields: object) -> None:
-        data = {contract.HB_JOB_ID: job_id, contract.HB_PHASE: phase, contract.HB_WORKER: socket.gethostname(),
-                contract.HB_TIME: dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")}
-        data.update({k: str(v) for k, v in fields.items() if v is not None})
-        pipe = client.pipeline()
-        pipe.hset(contract.heartbeat_key(job_id), mapping=data)
-        pipe.expire(contract.heartbeat_key(job_id), contract.HEARTBEAT_KEY_TTL_SECONDS)
-        pipe.xadd(contract.EVENTS_STREAM, data, maxlen=contract.EVENTS_STREAM_MAXLEN, approximate=True)
-        pipe.execute()
-
-    date_from = payload.date_from if not (payload.mode == "incremental" and not payload.explicit_from) else payload.date_to
-    beat(contract.PHASE_STARTED, date_from=date_from, date_to=payload.date_to, messages_scanned=0, saved_receipts=0)
+    progress = Progress()
+    progress.date_from = payload.date_from if not (payload.mode == "incremental" and not payload.explicit_from) \
+        else payload.date_to
+    progress.date_to = payload.date_to
+    # Signed with the attempt's heartbeat key when the operator gave it one, as the worker does.
+    heartbeats = Heartbeats(client, job_id, progress, redact=lambda text: text, worker=socket.gethostname(),
+                            key=os.environ.get(contract.ENV_HEARTBEAT_KEY, ""))
+    heartbeats.beat(contract.PHASE_STARTED, contract.REASON_SYNCING, "Worker started.")
     if payload.attempt <= int(opts.get("hang_attempts", 0)):
         time.sleep(3600)  # a hung worker: the test kills it or the operator gives up on it
     duration = float(opts.get("duration", 1))
@@ -55,13 +61,16 @@ def main() -> int:
     steps = max(1, int(duration / 0.5))
     for step in range(1, steps + 1):
         time.sleep(duration / steps)
-        beat(contract.PHASE_STARTED, messages_scanned=scanned * step // steps, saved_receipts=saved * step // steps)
+        progress.set(scanned * step // steps, saved * step // steps, 0)
+        heartbeats.beat()
+    if opts.get("gate"):
+        while not client.get(gate_key(job_id)):
+            time.sleep(0.1)
     if payload.attempt <= int(opts.get("fail_attempts", 0)) or opts.get("fail_always"):
         reason = opts.get("fail", contract.REASON_GMAIL_API_ERROR)
-        beat(contract.PHASE_FAILED, reason=reason, message=f"stand-in failure ({reason})",
-             messages_scanned=scanned, saved_receipts=saved)
+        heartbeats.beat(contract.PHASE_FAILED, reason, f"stand-in failure ({reason})")
         return 1
-    beat(contract.PHASE_FINISHED, reason=contract.REASON_SUCCEEDED, messages_scanned=scanned, saved_receipts=saved)
+    heartbeats.beat(contract.PHASE_FINISHED, contract.REASON_SUCCEEDED, f"Synced {scanned} messages, {saved} receipts.")
     return 0
 
 
