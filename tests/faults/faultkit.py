@@ -1,6 +1,7 @@
-"""Fault-suite helpers (fixtures in conftest.py): a sandbox of our own (its Redis and PostgreSQL get restarted, its Gmail emulator
-gets storms), mailboxes with ground truth, the real `receiptsync-operator` as a subprocess whose workers
-are the real `receiptsync-worker` image run by the sandbox's node agent, and a per-R report.
+"""Fault-suite helpers (fixtures in conftest.py): a sandbox of our own (its Redis and PostgreSQL get
+restarted, its Gmail emulator gets storms), mailboxes with ground truth, the real `receiptsync-operator`
+as a subprocess whose workers are the real `receiptsync-worker` image run by the sandbox's node agent,
+and a per-R report.
 
 Everything here is real: kopf, Redis, PostgreSQL, google-api-python-client against the emulator.
 Only the faults are injected.
@@ -24,7 +25,6 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
-from receiptsync_sandbox.gmail.samples import generate_mailbox
 from receiptsync_sandbox.testing import (OperatorProcess, Sandbox, TenantWorld, container_pids, emulator_admin,
                                         receiptsync_manifest, wait_until)
 
@@ -206,7 +206,8 @@ class World(TenantWorld):
         want = {m.message_id: m for m in expected}
         missing = sorted(set(want) - set(ids))
         extra = sorted(set(ids) - set(want))
-        assert not missing and not extra, f"{business}: missing {missing[:5]} ({len(missing)}), extra {extra[:5]} ({len(extra)})"
+        assert not missing and not extra, (f"{business}: missing {missing[:5]} ({len(missing)}), "
+                                           f"extra {extra[:5]} ({len(extra)})")
         for message_id, subject, sender, received_at in rows:
             truth = want[message_id]
             assert (subject, sender, received_at) == (truth.subject, truth.sender, truth.date), message_id

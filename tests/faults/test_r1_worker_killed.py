@@ -10,16 +10,19 @@ its own transaction, we kill it there, then let go):
 * mid-batch: an uncommitted row of ours holds one receipt key of a later batch, so the worker commits
   its first batch(es), then blocks half-way through the batch holding that receipt;
 * after-last-commit: the business-state table is locked, so every batch commits but the attempt's
-  closing transaction (sync_runs outcome + business state) blocks: the worker dies after its last
-  receipt commit and before JOB_DONE.
+  closing transaction (sync_runs outcome + the mailbox's cursor) blocks: the worker dies after its
+  last receipt commit and before JOB_DONE. Only a run that covers everything since the cursor moves
+  it (CONTRACT §4), so this case syncs the whole mailbox (`full`, no dates, 120 months back).
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 
 import psycopg
 import pytest
+from dateutil.relativedelta import relativedelta
 
 from faultkit import BULK_MAILBOX, add, hold_receipt, lock_waiters, wait_until
 from receiptsync_common import contract as c
@@ -27,6 +30,14 @@ from receiptsync_common import contract as c
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 FIRST, LAST = "2025-02-01", "2025-06-15"
+
+
+def window(point: str) -> tuple[dict, str, str]:
+    """The spec's date fields for a kill point, and the [first, last] days the run covers."""
+    if point == "after-last-commit":
+        today = dt.datetime.now(dt.timezone.utc).date()
+        return {"fromDate": None, "toDate": None, "monthsBack": 120}, str(today - relativedelta(months=120)), str(today)
+    return {"fromDate": FIRST, "toDate": LAST}, FIRST, LAST
 
 
 def hold(world, point: str, business: str, expected: list) -> psycopg.Connection:
@@ -46,9 +57,11 @@ def hold(world, point: str, business: str, expected: list) -> psycopg.Connection
 def test_worker_sigkilled_then_retried_run_matches_ground_truth(world, report, mailboxes, point):
     world.start_operator()
     name = f"kill-{point.split('-')[0]}"
-    body = world.rsync(name, fromDate=FIRST, toDate=LAST, backoffLimit=2)
+    dates, first, last = window(point)
+    body = world.rsync(name, backoffLimit=2, **dates)
+    body["spec"] = {key: value for key, value in body["spec"].items() if value is not None}
     business = body["spec"]["businessId"]
-    expected = mailboxes[BULK_MAILBOX].receipts_between(FIRST, LAST)
+    expected = mailboxes[BULK_MAILBOX].receipts_between(first, last)
     assert len(expected) > 75  # four batches of 25 at least
 
     conn = hold(world, point, business, expected)
@@ -91,7 +104,7 @@ def test_worker_sigkilled_then_retried_run_matches_ground_truth(world, report, m
     assert c.REASON_WORKER_LOST in reasons, reasons
     # Status tells the truth: counters cover both attempts, the range is the one asked for.
     assert done["progress"]["savedReceipts"] == len(expected), done["progress"]
-    assert done["dateRange"] == {"from": FIRST, "to": LAST}
+    assert done["dateRange"] == {"from": first, "to": last}
     assert done["runs"][-1]["phase"] == c.PHASE_FINISHED and done["runs"][-1]["runId"] == 1
     # One Job per attempt, never two for the same attempt.
     names = sorted(j["metadata"]["name"] for j in world.jobs())

@@ -107,7 +107,7 @@ OPERATOR_RBAC_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("batch", "jobs"): {"create", "delete", "get", "list", "watch"},
     # Per-attempt worker-credentials Secrets (issue 14): never read, only created and deleted.
     ("", "secrets"): {"create", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "patch", "list"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

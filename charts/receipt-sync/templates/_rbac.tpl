@@ -25,7 +25,7 @@ watched namespace in namespace scope. Every rule says why the operator needs it.
   # ErrImagePull, CreateContainerConfigError, OOMKilled) and a worker's termination message.
   - apiGroups: [""]
     resources: ["pods"]
-    verbs: ["get", "list", "watch"]
+    verbs: ["list", "watch"]
   {{- if eq .Values.tenancy.workerCredentials "perAttempt" }}
   # One Secret per worker attempt with that attempt's own database, Redis and heartbeat credentials:
   # created before its Job, deleted when the attempt ends. No get/list/watch: the operator never
