@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from faultkit import BULK_MAILBOX, CRD, END_DATE, FAULT_MAILBOX, LOAD_MAILBOXES, Mailbox, World, generate_mailbox
+from faultkit import BULK_MAILBOX, CRD, END_DATE, FAULT_MAILBOX, LOAD_MAILBOXES, Mailbox, World
 from receiptsync_common import contract
+from receiptsync_sandbox.gmail.samples import generate_mailbox
 from receiptsync_sandbox.testing import Sandbox, closing_world
 
 
