@@ -117,6 +117,9 @@ def _base(payload: JobPayload, owner: Mapping[str, Any], spec: Mapping[str, Any]
         },
         # readOnlyRootFilesystem: attachments and temp files go to an emptyDir.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # The worker writes its outcome to /dev/termination-log (the durable record when its final
+        # heartbeat is lost); a crash with nothing written leaves the end of its log there instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if settings.worker_command:
         container["command"] = list(settings.worker_command)
@@ -151,6 +154,8 @@ def _base(payload: JobPayload, owner: Mapping[str, Any], spec: Mapping[str, Any]
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
+                    # Room for the worker's 30 s final-heartbeat retry after SIGTERM.
+                    "terminationGracePeriodSeconds": 60,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": WORKER_UID,
