@@ -113,8 +113,24 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def stop(self) -> None:
-        _run_pg(self, ["pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], check=False)
+    def stop(self, mode: str = "immediate") -> None:
+        _run_pg(self, ["pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop"], check=False)
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start (or restart, after stop) with the one set of options the sandbox and tests use."""
+        # fsync off only risks data on a machine crash; commits a client was told about survive a
+        # PostgreSQL crash (synchronous_commit stays on), which the fault suite relies on.
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} -c fsync=off"
+                   " -c full_page_writes=off -c max_connections=200")
+        # Its own session: the postmaster must not belong to the caller's process group.
+        result = _run_pg(self, ["pg_ctl", "-D", str(self.data_dir), "-o", options, "-l",
+                                str(self.data_dir / "server.log"), "-w", "-t", "60", "start"], check=False, env=env,
+                         new_session=True)
+        if result.returncode != 0:
+            log_file = self.data_dir / "server.log"
+            log = log_file.read_text(errors="replace")[-800:] if log_file.exists() else ""
+            raise ServiceError(f"postgres failed to start: {result.stderr.strip()[-500:]} {log}")
+        wait_for_port(self.port)
 
     def pid(self) -> int | None:
         pidfile = self.data_dir / "postmaster.pid"
@@ -124,12 +140,13 @@ class PostgresServer:
             return None
 
 
-def _run_pg(server: PostgresServer, argv: list[str], check: bool = True,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run_pg(server: PostgresServer, argv: list[str], check: bool = True, env: dict[str, str] | None = None,
+            new_session: bool = False) -> subprocess.CompletedProcess:
     argv = [os.path.join(server.bindir, argv[0]), *argv[1:]]
     if server.run_as:
         argv = ["runuser", "-u", server.run_as, "--", *argv]
-    return subprocess.run(argv, check=check, capture_output=True, text=True, cwd="/", env=env)
+    return subprocess.run(argv, check=check, capture_output=True, text=True, cwd="/", env=env,
+                          start_new_session=new_session)
 
 
 def start_postgres(directory: Path, port: int | None = None, env: dict[str, str] | None = None) -> PostgresServer:
@@ -156,16 +173,7 @@ def start_postgres(directory: Path, port: int | None = None, env: dict[str, str]
                               "--no-sync"], check=False)
     if result.returncode != 0:
         raise ServiceError(f"initdb failed: {result.stderr.strip()[-500:]}")
-    # fsync off only risks data on a machine crash; commits a client was told about survive a
-    # PostgreSQL crash (synchronous_commit stays on), which the fault suite relies on.
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {data_dir} -c fsync=off -c full_page_writes=off"
-               " -c max_connections=200")
-    result = _run_pg(server, ["pg_ctl", "-D", str(data_dir), "-o", options, "-l", str(data_dir / "server.log"),
-                              "-w", "-t", "60", "start"], check=False, env=env)
-    if result.returncode != 0:
-        log = (data_dir / "server.log").read_text(errors="replace")[-800:] if (data_dir / "server.log").exists() else ""
-        raise ServiceError(f"postgres failed to start: {result.stderr.strip()[-500:]} {log}")
-    wait_for_port(port)
+    server.start(env)
     return server
 
 

@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -292,21 +291,9 @@ def restart_postgres(sandbox: Sandbox, down_seconds: float = 1.0, mode: str = "i
     server = services.PostgresServer(port=int(pg["port"]), data_dir=Path(pg["data_dir"]), bindir=pg["bindir"],
                                      run_as=pg.get("run_as"))
     began = time.monotonic()
-    stop = [os.path.join(server.bindir, "pg_ctl"), "-D", str(server.data_dir), "-m", mode, "-w", "stop"]
-    if server.run_as:
-        stop = ["runuser", "-u", server.run_as, "--", *stop]
-    subprocess.run(stop, capture_output=True, text=True, cwd="/", check=True)
+    server.stop(mode)
     time.sleep(down_seconds)
-    options = (f"-p {server.port} -c listen_addresses=127.0.0.1 -k {server.data_dir} -c fsync=off"
-               f" -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    argv = [os.path.join(server.bindir, "pg_ctl"), "-D", str(server.data_dir), "-o", options,
-            "-l", str(server.data_dir / "server.log"), "-w", "-t", "60", "start"]
-    if server.run_as:
-        argv = ["runuser", "-u", server.run_as, "--", *argv]
-    # Its own session, like the sandbox's: the postmaster must not belong to pytest's process group.
-    result = subprocess.run(argv, capture_output=True, text=True, cwd="/", start_new_session=True,
-                            env=child_env(sandbox.state_dir))
-    assert result.returncode == 0, result.stderr
+    server.start(env=child_env(sandbox.state_dir))  # the sandbox's own options, nothing drifted
     return time.monotonic() - began
 
 

@@ -21,7 +21,6 @@ import selectors
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -323,15 +322,7 @@ def test_secret_without_the_key_fails_within_a_minute_naming_it(env):
 
 # --- PostgreSQL away for a minute, the real worker ------------------------------------------------------------
 def _restart_postgres(server: services.PostgresServer) -> None:
-    options = (f"-p {server.port} -c listen_addresses=127.0.0.1 -k {server.data_dir} -c fsync=off"
-               f" -c full_page_writes=off -c max_connections=200")
-    argv = [os.path.join(server.bindir, "pg_ctl"), "-D", str(server.data_dir), "-o", options,
-            "-l", str(server.data_dir / "server.log"), "-w", "-t", "60", "start"]
-    if server.run_as:
-        argv = ["runuser", "-u", server.run_as, "--", *argv]
-    result = subprocess.run(argv, capture_output=True, text=True, cwd="/", start_new_session=True)
-    assert result.returncode == 0, result.stderr
-    services.wait_for_port(server.port)
+    server.start()
 
 
 def test_postgres_away_for_a_minute_retries_wait_and_the_run_finishes(env, tmp_path):
