@@ -159,8 +159,10 @@ class WorkerCredentials:
         """Everything the attempt's Job will reference, before the Job exists (CredentialsUnavailable
         when the database or Redis is away; ApiError when the Secret is refused)."""
         try:
-            await asyncio.wait_for(self.schema_ready.wait(), SCHEMA_WAIT)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that meets a wake-up.
+            async with asyncio.timeout(SCHEMA_WAIT):
+                await self.schema_ready.wait()
+        except TimeoutError:
             raise CredentialsUnavailable("the database schema is not migrated yet") from None
         settings = self.ctx.settings
         issued = issue(self.master, payload, job_name=job_name, database=self.db.database,
