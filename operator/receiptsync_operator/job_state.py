@@ -174,10 +174,13 @@ def termination_outcome(pod: Mapping[str, Any], job_id: str) -> dict[str, str] |
     if data.get("job_id") not in (None, job_id):
         return None
     hb = {contract.HB_JOB_ID: job_id, contract.HB_PHASE: outcome}
+    # The worker nests its counters under "counters" (receiptsync_worker.outcome.termination_message).
+    counters = data.get("counters") if isinstance(data.get("counters"), dict) else {}
     for field in (contract.HB_REASON, contract.HB_MESSAGE, contract.HB_SCANNED, contract.HB_SAVED,
                   contract.HB_DATE_FROM, contract.HB_DATE_TO, contract.HB_TIME):
-        if data.get(field) is not None:
-            hb[field] = str(data[field])
+        value = data.get(field, counters.get(field))
+        if value is not None:
+            hb[field] = str(value)
     if terminated.get("finishedAt") and contract.HB_TIME not in hb:
         hb[contract.HB_TIME] = str(terminated["finishedAt"])
     return hb

@@ -6,7 +6,8 @@ comes from the payload's query, e.g.
 ``standin:duration=2,scanned=40,saved=4,fail=GmailApiError,fail_attempts=1,hang_attempts=1``.
 
 ``gate=1`` holds the terminal heartbeat until the test sets the Redis key ``standin:go:<job id>``
-(so a test can break something first, then let the run end).
+(so a test can break something first, then let the run end). ``lose_final=1`` finishes without the
+terminal heartbeat, leaving only the worker's durable outcome in its termination message.
 
 It never reads the credentials beyond checking they arrived (and never prints them).
 """
@@ -22,6 +23,7 @@ import redis
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
 from receiptsync_worker.heartbeat import Heartbeats, Progress
+from receiptsync_worker.outcome import Counters, Outcome, termination_message, write_termination_message
 
 
 def options(query: str | None) -> dict[str, str]:
@@ -70,7 +72,13 @@ def main() -> int:
         reason = opts.get("fail", contract.REASON_GMAIL_API_ERROR)
         heartbeats.beat(contract.PHASE_FAILED, reason, f"stand-in failure ({reason})")
         return 1
-    heartbeats.beat(contract.PHASE_FINISHED, contract.REASON_SUCCEEDED, f"Synced {scanned} messages, {saved} receipts.")
+    message = f"Synced {scanned} messages, {saved} receipts."
+    if opts.get("lose_final"):  # the final heartbeat is lost: only the termination message tells
+        outcome = Outcome(contract.PHASE_FINISHED, contract.REASON_SUCCEEDED, message)
+        text = termination_message(outcome, Counters(scanned, saved), job_id)
+        write_termination_message("/dev/termination-log", text)
+        return 0
+    heartbeats.beat(contract.PHASE_FINISHED, contract.REASON_SUCCEEDED, message)
     return 0
 
 

@@ -138,6 +138,19 @@ def test_killed_worker_is_lost_then_retried_and_finishes(env):
     assert len(names) == 2 and names[0].endswith("-r1-a1") and names[1].endswith("-r1-a2")
 
 
+def test_a_lost_final_heartbeat_still_reads_finished_and_is_not_run_again(env):
+    """The worker's durable outcome (its termination message) stands in for a final heartbeat that
+    never reached Redis: Finished with the worker's counters, attempt 1, no second Job."""
+    env.start_operator()
+    env.apply(env.secret())
+    env.apply(env.rsync("quiet", query="standin:lose_final=1,duration=0.5,scanned=12,saved=3", backoffLimit=2))
+    done = env.wait_phase("quiet", c.PHASE_FINISHED, timeout=30)
+    assert (done["attempt"], done["runId"]) == (1, 1), done
+    assert (done["progress"]["messagesScanned"], done["progress"]["savedReceipts"]) == (12, 3), done
+    time.sleep(float(env.operator_env()[c.OPERATOR_ENV_HEARTBEAT_TIMEOUT]) + 2)  # past any WorkerLost verdict
+    assert env.status("quiet")["attempt"] == 1 and len(env.jobs()) == 1
+
+
 def test_silent_hung_worker_is_lost_by_heartbeat_timeout(env):
     # The worker stays alive but stops heartbeating: only the heartbeat timeout can tell.
     env.start_operator()

@@ -121,6 +121,16 @@ def test_termination_message_is_a_durable_final_heartbeat():
         assert js.termination_outcome(pod(terminated={"message": junk}), "ns.x.u.r1.a1") is None
 
 
+def test_the_workers_own_termination_message_is_read_with_its_counters():
+    from receiptsync_worker.outcome import Counters, Outcome, termination_message
+
+    text = termination_message(Outcome("Finished", "Succeeded", "Scanned 40 messages"), Counters(40, 4), "ns.x.u.r1.a1")
+    p = pod(phase="Succeeded", terminated={"reason": "Completed", "exitCode": 0, "message": text,
+                                           "finishedAt": "2025-01-01T00:00:00Z"})
+    hb = js.termination_outcome(p, "ns.x.u.r1.a1")
+    assert (hb[c.HB_PHASE], hb[c.HB_SCANNED], hb[c.HB_SAVED]) == ("Finished", "40", "4")
+
+
 def test_exit_code():
     assert js.exit_code(pod(terminated={"exitCode": 2})) == 2
     assert js.exit_code(pod()) is None
