@@ -217,7 +217,7 @@ class BenchWorld(TenantWorld):
     when kube-apiserver refused the operator anything (a 403 in the audit log)."""
 
     def __init__(self, cluster: Cluster, bench: str, redis_db: int, max_workers: int, addresses: list[str],
-                 **settings: str | None) -> None:
+                 chart_values: tuple[str, ...] = (), **settings: str | None) -> None:
         tmp = cluster.work / f"world-{bench}"
         tmp.mkdir(parents=True, exist_ok=True)
         assert cluster.sandbox is not None and cluster.kube is not None
@@ -230,7 +230,8 @@ class BenchWorld(TenantWorld):
         cluster.create_secrets(self.ns, addresses)
         env = operator_env(cluster.sandbox, namespace=self.ns, redis_url=self.redis_url, lease_name=self.lease,
                            identity=f"bench-{bench}-operator", kubeconfig=self.kubeconfig,
-                           **{**cluster.chart_settings, contract.OPERATOR_ENV_MAX_WORKERS: str(max_workers),
+                           **{**(chart_operator_settings(cluster.kube, *chart_values) if chart_values
+                                 else cluster.chart_settings), contract.OPERATOR_ENV_MAX_WORKERS: str(max_workers),
                               **settings})
         self.operator = OperatorProcess(env, tmp / "operator.log", self.operator_user, lead_timeout=90,
                                         stop_timeout=20).start()
@@ -261,13 +262,15 @@ def secret(name: str, credentials: dict) -> dict:
             "stringData": {contract.DEFAULT_CREDENTIALS_KEY: json.dumps(credentials)}}
 
 
-def chart_operator_settings(kube: Kube) -> dict[str, str]:
+def chart_operator_settings(kube: Kube, *values: str) -> dict[str, str]:
     """The operator's settings as the chart renders them with its default values (worker template with
     resources and pod security, heartbeat timeout, lease duration, Job TTL, worker credentials, ...),
     Secret references resolved from the sandbox's Secret as the kubelet would; the bench sets
-    namespace, Redis database, lease, identity, metrics port and maxWorkers itself."""
+    namespace, Redis database, lease, identity, metrics port and maxWorkers itself. ``values``: helm
+    arguments a cluster admin would add (``--set-json worker.extraEnv=...``)."""
     rendered = subprocess.run([str(Path(sys.executable).parent / "helm"), "template", "rs", str(CHART),
-                               "--set", "watchNamespace=bench"], capture_output=True, text=True, check=True).stdout
+                               "--set", "watchNamespace=bench", *values], capture_output=True, text=True,
+                              check=True).stdout
     for doc in yaml.safe_load_all(rendered):
         if (doc or {}).get("kind") != "Deployment":
             continue
