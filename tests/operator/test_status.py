@@ -310,3 +310,13 @@ def test_phase_counts_are_kept_as_statuses_change():
     resources.forget(("n", "b"))
     resources.forget(("n", "b"))
     assert resources.phases() == {"Finished": 1}
+
+
+def test_a_config_error_names_the_spec_field_to_fix():
+    from receiptsync_operator.status import messages
+
+    missing = messages.pod_trouble("CreateContainerConfigError", "p-1", 'secret "nope" not found')
+    assert missing.endswith("(see spec.gmail.secretRef.name)")
+    keyless = messages.pod_trouble("CreateContainerConfigError", "p-1", "couldn't find key token.json in Secret a/b")
+    assert keyless.endswith("(see spec.gmail.secretRef.key)")
+    assert "(see" not in messages.pod_trouble("ErrImagePull", "p-1", 'secret "nope" not found')

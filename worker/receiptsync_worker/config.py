@@ -67,8 +67,15 @@ class Settings:
     heartbeat_key: str = dataclasses.field(default="", repr=False)
 
 
+class EmptyCredentials(ConfigError):
+    """The Secret's key exists but holds nothing: the user's spec points at an empty value."""
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
+    if contract.ENV_GMAIL_CREDENTIALS in env and not env[contract.ENV_GMAIL_CREDENTIALS].strip():
+        raise EmptyCredentials("the Gmail credentials are empty: the Secret's key named by spec.gmail.secretRef.key "
+                               "holds no value")
     missing = [name for name in (contract.ENV_JOB_ID, contract.ENV_REDIS_URL, contract.ENV_DATABASE_URL,
                                  contract.ENV_GMAIL_CREDENTIALS, contract.ENV_ATTEMPT_IDENTITY) if not env.get(name)]
     if missing:

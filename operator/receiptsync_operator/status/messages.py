@@ -88,7 +88,19 @@ def exit_code(code: int) -> str:
 
 # --- the worker's pod, in Kubernetes' own words --------------------------------------------------------
 def pod_trouble(word: str, pod: str, detail: str) -> str:
-    return f"{word}: worker pod {pod}: {as_clause(detail)}" if detail else f"{word}: worker pod {pod}"
+    text = f"{word}: worker pod {pod}: {as_clause(detail)}" if detail else f"{word}: worker pod {pod}"
+    hint = config_error_field(detail) if word == "CreateContainerConfigError" else ""
+    return f"{text} (see {hint})" if hint else text
+
+
+def config_error_field(detail: str) -> str:
+    """The spec field a user fixes for the kubelet's CreateContainerConfigError: the pod's only
+    user-named Secret is the Gmail one (the operator owns every other reference)."""
+    if "couldn't find key" in detail:
+        return "spec.gmail.secretRef.key"
+    if detail.startswith('secret "') and "not found" in detail:
+        return "spec.gmail.secretRef.name"
+    return ""
 
 
 def pod_waiting(job_name: str, word: str, pod: str, detail: str) -> str:
