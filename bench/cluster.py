@@ -8,10 +8,12 @@ calls go to kube-apiserver over TLS as the cluster admin (:mod:`.kube`)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -188,6 +190,19 @@ class Cluster:
                 out[name] = own + reaped
         return out
 
+    def node_agent_retries(self, namespace: str) -> dict[str, list[str]]:
+        """pod name -> the errors the node agent hit preparing it, each followed by its fixed pause
+        before the next try (e.g. the Node authorizer's 403 for a Secret before it has seen the pod
+        bound to this node), from the node agent's log."""
+        marker = f"pod {namespace}/"
+        found: dict[str, list[str]] = {}
+        for line in (self.state_dir / "logs" / "nodeagent.log").read_text(errors="replace").splitlines():
+            if "error while preparing" in line and marker in line:
+                pod, _, error = line.split(marker, 1)[1].partition(": ")
+                error = error[error.find("HTTP"):] if "HTTP" in error else error
+                found.setdefault(pod, []).append(re.sub(r'(secrets|namespace) "[^"]*"', r'\1 "…"', error)[:200])
+        return found
+
     def log_events(self, namespace: str, event: str) -> dict[str, dict]:
         """job_id -> the first ``event`` line (JOB_START, JOB_DONE) its worker logged, from the pod logs
         on disk (its "time" is the worker's own clock, same machine)."""
@@ -304,6 +319,18 @@ def precompile() -> None:
     folders = [str(ROOT / d) for d in ("common", "operator", "worker")]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=False, capture_output=True,
                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+
+
+def node_agent_pause() -> float:
+    """Seconds the node agent waits after it failed to prepare a pod, before it tries again."""
+    from receiptsync_sandbox.nodeagent.runner import AgentConfig
+
+    return next(f.default for f in dataclasses.fields(AgentConfig) if f.name == "config_retry_seconds")
+
+
+def retries_of(retries: dict[str, list[str]], job_name: str) -> int:
+    """How often the node agent retried the pods of worker Job ``job_name``."""
+    return sum(len(errors) for pod, errors in retries.items() if job_name and pod.startswith(job_name + "-"))
 
 
 def parse_rfc3339(text: str) -> float | None:

@@ -169,6 +169,7 @@ def _through_operator(cluster: Cluster, world: BenchWorld, names: list[str], tim
         "redis_ops": ops, "redis_ops_per_run": sum(ops.values()) / per, "timeline": timeline,
         "cpu_per_run": _per_run(cpu_before, cpu_after, per), "operator_errors": len(operator.errors()),
         "others_share": others, "api_requests_per_run_by_user": {u: n / per for u, n in by_user.most_common()},
+        "pods_the_node_agent_retried": len(cluster.node_agent_retries(world.ns)),
         "load_average_before": load_before, "load_average_after": load_after, "uptime_after": uptime(),
     }
 

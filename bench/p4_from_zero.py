@@ -13,7 +13,8 @@ from typing import Any
 
 from receiptsync_common import contract
 
-from .cluster import (TINY_MAILBOXES, BenchWorld, Cluster, audit_time, stream_entries, tiny_address, wait_for)
+from .cluster import (TINY_MAILBOXES, BenchWorld, Cluster, audit_time, node_agent_pause, retries_of, stream_entries,
+                      tiny_address, wait_for)
 from .common import Figure, say, summary
 from .kube import BenchError, Watch, terminal
 
@@ -74,14 +75,18 @@ def _run(cluster: Cluster, world: BenchWorld, samples: int, max_workers: int) ->
     for written, fields in stream_entries(world.redis):
         if fields.get(contract.HB_PHASE) == contract.PHASE_STARTED:
             heartbeats.setdefault(fields.get(contract.HB_JOB_ID, ""), written)
-    delays, sources, stages = [], {"log": 0, "heartbeat": 0}, []
+    retries = cluster.node_agent_retries(namespace)
+    delays, sources, stages, per_sample = [], {"log": 0, "heartbeat": 0}, [], []
     for name, t0 in applied_at.items():
-        job_id = ((watch.latest.get(name) or {}).get("status") or {}).get("jobId")
+        status = (watch.latest.get(name) or {}).get("status") or {}
+        job_id = status.get("jobId")
         start = starts.get(job_id) if job_id in starts else heartbeats.get(job_id)
         if start is None:
             continue
         sources["log" if job_id in starts else "heartbeat"] += 1
         delays.append(start - t0)
+        per_sample.append({"name": name, "delay": start - t0,
+                           "node_agent_retries": retries_of(retries, status.get("workerJob") or "")})
         step = steps.get(name)
         if step:
             stages.append({k: v - t0 for k, v in step.items()} | {"job_start": start - t0})
@@ -91,6 +96,10 @@ def _run(cluster: Cluster, world: BenchWorld, samples: int, max_workers: int) ->
     result = {
         "namespace": namespace, "samples": len(applied_at), "measured": len(delays), "sources": sources,
         "apply_to_job_start": stats, "delays": delays, "stages_p50_seconds_after_apply": stage_p50,
+        "samples_detail": per_sample, "node_agent_pause_seconds": node_agent_pause(),
+        "node_agent_errors": sorted({e for errors in retries.values() for e in errors})[:3],
+        "apply_to_job_start_without_node_agent_retries": summary(
+            [x["delay"] for x in per_sample if not x["node_agent_retries"]]),
         "burst": len(burst), "burst_peak_active_jobs": peak_active,
         "queue_drained_to_zero_jobs_seconds": zero_at - drained_at,
         "last_finished_to_zero_jobs_seconds": zero_at - last_finished if last_finished else None,

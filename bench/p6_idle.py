@@ -30,7 +30,7 @@ from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
 
 from . import direct
-from .cluster import IDLE_MAILBOX, BenchWorld, Cluster, audit_time, wait_for
+from .cluster import IDLE_MAILBOX, BenchWorld, Cluster, audit_time, retries_of, wait_for
 from .common import Figure, children_cpu_seconds, say, summary
 
 CPU_GOAL, WALL_GOAL = 1.0, 3.0
@@ -158,6 +158,7 @@ def sample(cluster: Cluster, world: BenchWorld, status: dict, mark: int, cpu: fl
     done = cluster.log_events(world.ns, contract.LOG_JOB_DONE).get(job_id) or {}
     out["job_start"], out["job_done"] = (start or {}).get("epoch"), done.get("epoch")
     out["messages_scanned"], out["used_history"] = done.get("messages_scanned"), done.get("used_history")
+    out["node_agent_retries"] = retries_of(cluster.node_agent_retries(world.ns), job_name)
     if dispatched is None:
         return {"run_id": out["run_id"], "cpu": cpu, "error": "no Job create in the audit log"}
     for key in ("pod_created", "pod_bound", "job_start", "job_done"):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import findings
 from .common import fmt
 
 HERE = Path(__file__).resolve().parent
@@ -100,10 +101,10 @@ def write(results_path: Path, doc: Path = DOC) -> None:
 
 
 def render(results: dict[str, Any]) -> str:
-    parts = [INTRO, run_section(results), METHOD, details(results)]
+    parts = [INTRO, run_section(results), findings.render(results), METHOD, details(results)]
     if HISTORY.exists():
         parts.append(HISTORY.read_text())
-    return "\n".join(p.rstrip() + "\n" for p in parts)
+    return "\n".join(p.rstrip() + "\n" for p in parts if p)
 
 
 def run_section(results: dict[str, Any]) -> str:
