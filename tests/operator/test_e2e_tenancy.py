@@ -169,8 +169,10 @@ def test_namespace_admits_only_its_businesses_and_a_worker_can_touch_only_its_ow
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO receipts (business_id, gmail_message_id, subject, sender, received_at,"
                          " first_job_id) VALUES ('tb-biz', 'planted', 'x', 'x', now(), 'x')")
-    assert admin_rows(env.sandbox, "SELECT count(*), count(*) FILTER (WHERE subject = 'pwned') FROM receipts"
-                                   " WHERE business_id = 'tb-biz'")[0] == theirs_before
+    # tb-biz's own sync may still be saving (its count only grows); ours changed nothing of it.
+    after = admin_rows(env.sandbox, "SELECT count(*), count(*) FILTER (WHERE subject = 'pwned') FROM receipts"
+                                    " WHERE business_id = 'tb-biz'")[0]
+    assert after[1] == 0 and after[0] >= theirs_before[0], (after, theirs_before)
 
     # Forged heartbeats for tb-biz's running attempt - from the ta-biz worker's Redis user and from an
     # unrestricted Redis client - change nothing in its status.
