@@ -170,7 +170,8 @@ def _through_operator(cluster: Cluster, world: BenchWorld, names: list[str], tim
         "cpu_per_run": _per_run(cpu_before, cpu_after, per), "operator_errors": len(operator.errors()),
         "others_share": others, "api_requests_per_run_by_user": {u: n / per for u, n in by_user.most_common()},
         "pods_the_node_agent_retried": len(cluster.node_agent_retries(world.ns)),
-        "load_average_before": load_before, "load_average_after": load_after, "uptime_after": uptime(),
+        "operator_pass_load_before": load_before, "operator_pass_load_after": load_after,
+        "operator_pass_uptime_after": uptime(),
     }
 
 

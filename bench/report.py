@@ -197,9 +197,11 @@ def _p3(x: dict) -> list[str]:
     plain = x["direct"]
     parts = sorted(set(x["cpu_per_run"]) | set(plain["cpu_per_run"]),
                    key=lambda k: -(x["cpu_per_run"].get(k, 0) + plain["cpu_per_run"].get(k, 0)))
+    load = (f", load {x['operator_pass_load_before']} → {x['operator_pass_load_after']}"
+            if "operator_pass_load_before" in x else "")
     lines = [f"Through the operator: {x['finished']}/{x['count']} Finished, {x['failed']} Failed, in "
-             f"{x['wall_seconds']:.0f} s (created in {x['apply_seconds']:.1f} s), load {x['load_average_before']} → "
-             f"{x['load_average_after']}. Plain processes: {plain['finished']}/{plain['runs']} exit 0 in "
+             f"{x['wall_seconds']:.0f} s (created in {x['apply_seconds']:.1f} s){load}. Plain processes: "
+             f"{plain['finished']}/{plain['runs']} exit 0 in "
              f"{plain['wall_seconds']:.0f} s: " + "; ".join(
                  f"{h['runs']} {when} it in {h['wall_seconds']:.0f} s, load {h['load_average_before']} → "
                  f"{h['load_average_after']}" for h, when in zip(plain["halves"], ("before", "after"))) +
@@ -229,8 +231,15 @@ def _p4(x: dict) -> list[str]:
     s = x["apply_to_job_start"]
     stages = ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in x["stages_p50_seconds_after_apply"].items()
                        if v is not None)
+    retried = [d for d in x.get("samples_detail") or [] if d.get("node_agent_retries")]
+    clean = x.get("apply_to_job_start_without_node_agent_retries") or {}
+    delays = ", ".join(f"{d['delay']:.2f} s" for d in retried)
+    note = (f" {len(retried)} sample(s) ({delays}) waited for the node "
+            f"agent's retry, {x.get('node_agent_pause_seconds', 0):.0f} s after its first try to prepare the pod "
+            f"failed ({'; '.join(x.get('node_agent_errors') or [])}); without them p95 {_n(clean.get('p95'), 3)} s."
+            if retried else "")
     return [f"{x['measured']}/{x['samples']} samples: p50 {_n(s['p50'], 3)} s, p95 {_n(s['p95'], 3)} s, max "
-            f"{_n(s['max'], 3)} s. After apply (p50): {stages}.", "",
+            f"{_n(s['max'], 3)} s. After apply (p50): {stages}.{note}", "",
             f"Burst of {x['burst']}: peak {x['burst_peak_active_jobs']} active Jobs; queue drained → 0 active "
             f"{x['queue_drained_to_zero_jobs_seconds']:.2f} s; last Finished → 0 active "
             f"{_n(x['last_finished_to_zero_jobs_seconds'])} s."]
