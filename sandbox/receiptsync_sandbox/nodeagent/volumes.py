@@ -23,11 +23,9 @@ def volume_files(volume: dict, sources: Sources, pod: dict | None = None) -> dic
             files.update(_projected_source(source, sources, pod or {}))
         return files
     if "secret" in volume:
-        ref = volume["secret"]
-        return _project(sources.secrets.get(ref.get("secretName", "")), ref, "secret", ref.get("secretName", ""))
+        return _secret_files(volume["secret"], sources, name_key="secretName")
     if "configMap" in volume:
-        ref = volume["configMap"]
-        return _project(sources.configmaps.get(ref.get("name", "")), ref, "configmap", ref.get("name", ""))
+        return _configmap_files(volume["configMap"], sources)
     if "emptyDir" in volume:
         return {}
     return None
@@ -39,15 +37,23 @@ def _projected_source(source: dict, sources: Sources, pod: dict) -> dict[str, st
             raise ContainerConfigError("the ServiceAccount token could not be requested")
         return {source["serviceAccountToken"].get("path", "token"): sources.service_account_token}
     if "configMap" in source:
-        ref = source["configMap"]
-        return _project(sources.configmaps.get(ref.get("name", "")), ref, "configmap", ref.get("name", ""))
+        return _configmap_files(source["configMap"], sources)
     if "secret" in source:
-        ref = source["secret"]
-        return _project(sources.secrets.get(ref.get("name", "")), ref, "secret", ref.get("name", ""))
+        return _secret_files(source["secret"], sources, name_key="name")  # projected sources say "name"
     if "downwardAPI" in source:
         return {item["path"]: field_value(pod, item["fieldRef"]["fieldPath"])
                 for item in source["downwardAPI"].get("items") or [] if "fieldRef" in item}
     return {}
+
+
+def _secret_files(ref: dict, sources: Sources, name_key: str) -> dict[str, str]:
+    name = ref.get(name_key, "")
+    return _project(sources.secrets.get(name), ref, "secret", name)
+
+
+def _configmap_files(ref: dict, sources: Sources) -> dict[str, str]:
+    name = ref.get("name", "")
+    return _project(sources.configmaps.get(name), ref, "configmap", name)
 
 
 def _project(data: dict[str, str] | None, ref: dict, kind: str, name: str) -> dict[str, str]:
