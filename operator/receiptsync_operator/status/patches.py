@@ -13,6 +13,10 @@ from . import messages as say
 from .history import (REASON_RUNNING, conditions, history_limits, parse_time, progress_of, rfc3339, trim_runs,
                       upsert_run)
 
+# A heartbeat that only says "still alive" moves lastHeartbeatTime at most this often; news (progress,
+# a new phase) is written whatever its age. Liveness itself is judged from the heartbeats, not status.
+HEARTBEAT_TIME_REFRESH = 30.0
+
 # --- the transitions -----------------------------------------------------------------------------------
 def queued(
     status: Mapping[str, Any],
@@ -291,9 +295,13 @@ def from_heartbeat(
                                                     "reason": reason, "message": message,
                                                     "attempt": status.get("attempt")}),
         })
-        return HeartbeatUpdate(patch=patch, transition=True, event=("Normal", contract.PHASE_STARTED, message))
+        # No Event: the status says Started; Events are kept for a run's end and for trouble.
+        return HeartbeatUpdate(patch=patch, transition=True)
 
     if phase == contract.PHASE_STARTED:
+        if set(patch) == {"lastHeartbeatTime"} and previous is not None \
+                and (hb_time - previous).total_seconds() < HEARTBEAT_TIME_REFRESH:
+            return None  # only "still alive": not worth an API write this often
         return HeartbeatUpdate(patch=patch)
     return None  # an unknown phase: nothing we can truthfully say
 
