@@ -261,6 +261,17 @@ async def test_fields_the_crd_lacks_are_left_out_and_logged_once(flaky, caplog):
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
+async def test_news_the_status_already_carries_cost_no_api_call(flaky):
+    api, kube = flaky
+    writer = st.StatusWriter(kube, resources_with())
+    assert await writer.write(("ns", "x"), {"phase": "Started", "progress": {"messagesScanned": 5}})
+    assert await writer.write(("ns", "x"), {"progress": {"messagesScanned": 5}})  # nothing new
+    assert await writer.write(("ns", "x"), {"phase": "Started", "message": None})  # removing what is absent
+    assert await writer.write(("ns", "x"), {"progress": {"messagesScanned": 6}})
+    assert [b["status"] for b in api.bodies] == [{"phase": "Started", "progress": {"messagesScanned": 5}},
+                                                 {"progress": {"messagesScanned": 6}}]
+
+
 async def test_news_for_a_deleted_object_never_land_on_its_namesake(flaky):
     api, kube = flaky
     resources = resources_with(uid="old")

@@ -167,6 +167,8 @@ class StatusWriter:
         item = self._resources.get(key)
         if item is None:
             return False
+        if apply(item.status, combined) == apply(item.status, {}):
+            return True  # the status already says all of it (we are its only writer): no API call
         if not self._may_write():
             self._keep(key, combined)  # a new leader reads the truth from the API; nothing is lost there
             return False
