@@ -191,13 +191,13 @@ class Cluster:
         return out
 
     def node_agent_retries(self, namespace: str) -> dict[str, list[str]]:
-        """pod name -> the errors the node agent hit preparing it, each followed by its fixed pause
-        before the next try (e.g. the Node authorizer's 403 for a Secret before it has seen the pod
-        bound to this node), from the node agent's log."""
+        """pod name -> the errors the node agent hit preparing it, each followed by a pause before the
+        next try (e.g. the Node authorizer's 403 for a Secret before it has seen the pod bound to this
+        node: tens of milliseconds; anything else: its config retry), from the node agent's log."""
         marker = f"pod {namespace}/"
         found: dict[str, list[str]] = {}
         for line in (self.state_dir / "logs" / "nodeagent.log").read_text(errors="replace").splitlines():
-            if "error while preparing" in line and marker in line:
+            if ("error while preparing" in line or "refused while preparing" in line) and marker in line:
                 pod, _, error = line.split(marker, 1)[1].partition(": ")
                 error = error[error.find("HTTP"):] if "HTTP" in error else error
                 found.setdefault(pod, []).append(re.sub(r'(secrets|namespace) "[^"]*"', r'\1 "…"', error)[:200])
@@ -322,7 +322,8 @@ def precompile() -> None:
 
 
 def node_agent_pause() -> float:
-    """Seconds the node agent waits after it failed to prepare a pod, before it tries again."""
+    """Seconds the node agent waits after it failed to prepare a pod, before it tries again (a 403 is
+    retried sooner: FORBIDDEN_FIRST_PAUSE, doubling)."""
     from receiptsync_sandbox.nodeagent.runner import AgentConfig
 
     return next(f.default for f in dataclasses.fields(AgentConfig) if f.name == "config_retry_seconds")

@@ -109,10 +109,8 @@ def _p4_start(details: dict[str, Any]) -> str:
         p95 = percentile(clean, 95)
         text += (
             f"{len(retried)} of {len(samples)} samples took {slow} s: for each, the node agent's first try to "
-            f"prepare the pod failed ({errors or 'an API error'}) and it waited its fixed "
-            f"{x.get('node_agent_pause_seconds', 2):.0f} s before the next. kube-apiserver's Node authorizer "
-            f"refuses a node the pod's Secrets until it has seen the pod bound to that node, and the node agent, "
-            f"reacting to the same binding, can ask first. Without those samples the p95 is "
-            f"{p95:.2f} s. The fix belongs to the sandbox's node agent (retry that refusal after tens of "
-            f"milliseconds, not {x.get('node_agent_pause_seconds', 2):.0f} s), not to the operator or the worker.")
+            f"prepare the pod failed ({errors or 'an API error'}) and it tried again. kube-apiserver's Node "
+            f"authorizer refuses a node the pod's Secrets until it has seen the pod bound to that node, and the "
+            f"node agent, reacting to the same binding, can ask first. Without those samples the p95 is "
+            f"{p95:.2f} s.")
     return text

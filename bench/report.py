@@ -234,9 +234,8 @@ def _p4(x: dict) -> list[str]:
     retried = [d for d in x.get("samples_detail") or [] if d.get("node_agent_retries")]
     clean = x.get("apply_to_job_start_without_node_agent_retries") or {}
     delays = ", ".join(f"{d['delay']:.2f} s" for d in retried)
-    note = (f" {len(retried)} sample(s) ({delays}) waited for the node "
-            f"agent's retry, {x.get('node_agent_pause_seconds', 0):.0f} s after its first try to prepare the pod "
-            f"failed ({'; '.join(x.get('node_agent_errors') or [])}); without them p95 {_n(clean.get('p95'), 3)} s."
+    note = (f" {len(retried)} sample(s) ({delays}) had the node agent try again to prepare the pod "
+            f"({'; '.join(x.get('node_agent_errors') or [])}); without them p95 {_n(clean.get('p95'), 3)} s."
             if retried else "")
     return [f"{x['measured']}/{x['samples']} samples: p50 {_n(s['p50'], 3)} s, p95 {_n(s['p95'], 3)} s, max "
             f"{_n(s['max'], 3)} s. After apply (p50): {stages}.{note}", "",

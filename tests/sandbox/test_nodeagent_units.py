@@ -277,3 +277,11 @@ def test_projected_service_account_volume(tmp_path):
     assert written == {"token": "jwt", "ca.crt": "PEM", "namespace": "ns1"}
     with pytest.raises(envlib.ContainerConfigError):
         volumes.materialize(pod, envlib.Sources(configmaps={"kube-root-ca.crt": {"ca.crt": "PEM"}}), tmp_path / "x")
+
+
+def test_a_403_while_preparing_is_retried_within_milliseconds_then_at_the_normal_pace():
+    from receiptsync_sandbox.nodeagent.runner import FORBIDDEN_QUICK_RETRIES, forbidden_pause
+
+    pauses = [forbidden_pause(n, 2.0) for n in range(FORBIDDEN_QUICK_RETRIES)]
+    assert pauses[0] <= 0.05 and pauses == sorted(pauses) and sum(pauses) < 2.0
+    assert forbidden_pause(20, 2.0) == 2.0
