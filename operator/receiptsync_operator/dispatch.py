@@ -62,21 +62,22 @@ def plan(entries: Iterable[Entry], *, active: int, max_workers: int, blocked: It
 
 
 EXACT_PLACES = 3  # the first few in line always see their exact place
+PLACE_STEP = 4  # further back, a place is rewritten once it is a quarter (or four times) of the one shown
 
 
 def place_worth_writing(shown: int | None, position: int) -> bool:
     """Is a waiting run's new place in line worth a status write, given the place it last showed
     (None: none yet)? Each write is an API call per waiting run, and with N waiting every start moves
-    all N, so only coarse steps are written: the first place, then each time it has halved (or
-    doubled, when runs of a higher priority come in ahead), and exactly within the first
-    ``EXACT_PLACES`` (so always when it becomes next). About log2(N) + 3 writes per run."""
+    all N, so only coarse steps are written: the first place, then each time it has fallen to a
+    quarter (or grown fourfold, when runs of a higher priority come in ahead), and exactly within the
+    first ``EXACT_PLACES`` (so always when it becomes next). About log4(N) + 3 writes per run."""
     if shown is None:
         return True
     if position == shown:
         return False
     if position <= EXACT_PLACES or shown <= EXACT_PLACES:
         return True
-    return position * 2 <= shown or position >= shown * 2
+    return position * PLACE_STEP <= shown or position >= shown * PLACE_STEP
 
 
 def next_due(entries: Iterable[Entry], now: float) -> float | None:
