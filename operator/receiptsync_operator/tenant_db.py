@@ -78,9 +78,12 @@ def grant_statements(role: AttemptRole, verifier: str, exists: bool) -> list[sql
             sql.SQL("GRANT {} TO {}").format(sql.Identifier(GROUP_ROLE), sql.Identifier(role.role_name))]
 
 
+# Issued again (a restart): a later expiry, and the Secret it is delivered in now (the per-resource one,
+# for an attempt first issued by a version that gave each attempt its own Secret).
 RECORD = sql.SQL(
     "INSERT INTO attempt_credentials (role_name, job_id, business_id, namespace, secret_name, redis_user, expires_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (role_name) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (role_name) DO UPDATE SET expires_at = EXCLUDED.expires_at,"
+    " secret_name = EXCLUDED.secret_name"
     " WHERE attempt_credentials.business_id = EXCLUDED.business_id AND attempt_credentials.job_id = EXCLUDED.job_id"
     " RETURNING role_name")
 LIST = ("SELECT role_name, job_id, business_id, namespace, secret_name, redis_user, expires_at, created_at"
@@ -141,9 +144,13 @@ class TenantDatabase:
 
         self._run(work)
 
-    def roles(self, namespace: str | None = None) -> list[AttemptRole]:
+    def roles(self, namespace: str | None = None, secret_name: str | None = None) -> list[AttemptRole]:
+        """What is issued and not revoked yet: in ``namespace``, and delivered in Secret ``secret_name``."""
         def work(conn: psycopg.Connection) -> list[AttemptRole]:
-            if namespace:
+            if namespace and secret_name:
+                rows = conn.execute(LIST + " WHERE namespace = %s AND secret_name = %s",
+                                    (namespace, secret_name)).fetchall()
+            elif namespace:
                 rows = conn.execute(LIST + " WHERE namespace = %s", (namespace,)).fetchall()
             else:
                 rows = conn.execute(LIST).fetchall()

@@ -8,11 +8,18 @@ stored, and a restarted operator derives the same again):
 * a Redis ACL user limited to the attempt's own keys (:mod:`redis_acl`);
 * a heartbeat signing key;
 
-and hands them to the worker in one Secret in the tenant namespace, named like the Job, which the
-Job references by ``secretKeyRef``. The ``attempt_credentials`` table is the durable list of what was
-issued: every few seconds :meth:`WorkerCredentials.reconcile_once` revokes what belongs to attempts
-that ended (their Job finished, failed or is gone) or expired, and re-creates the Redis users of live
-attempts after Redis restarted (it forgets ACL users).
+and hands them to the worker in its ReceiptSync's credentials Secret (one per resource, in the tenant
+namespace, owned by the resource), under keys prefixed by the attempt's Job name, which the Job
+references by ``secretKeyRef``. One server-side apply per attempt writes that Secret: its body holds
+every live attempt of the resource (all derived again, nothing is read back: the operator reads no
+Secret) plus the new one, so the keys of attempts that ended drop out (the API server removes what
+its field manager no longer applies). Revoking deletes nothing in Kubernetes: an ended attempt's
+keys stay until the next apply or the resource's deletion, dead once its role and user are gone.
+
+The ``attempt_credentials`` table is the durable list of what was issued (and of the live attempts
+each apply writes): every few seconds :meth:`WorkerCredentials.reconcile_once` revokes what belongs
+to attempts that ended (their Job finished, failed or is gone) or expired, and re-creates the Redis
+users of live attempts after Redis restarted (it forgets ACL users).
 """
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -30,8 +38,8 @@ from redis.exceptions import RedisError
 from receiptsync_common import attempt_auth, contract
 from receiptsync_common.jobspec import JobPayload
 
-from . import job_state, redis_acl, tenant_db
-from .kube import ApiError, core_path
+from . import job_state, redis_acl, runs, tenant_db, worker_job
+from .kube import core_path
 from .log_throttle import Throttle
 from .tenant_db import AttemptRole, DatabaseUnavailable
 
@@ -44,6 +52,8 @@ WITHOUT_JOB_GRACE = 60.0
 # Credentials outlive the attempt's own deadline by this much at most.
 EXPIRY_MARGIN = 300
 SCHEMA_WAIT = 10.0
+APPLY = {"fieldManager": contract.MANAGED_BY_VALUE, "force": "true"}
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML
 
 
 class CredentialsUnavailable(OSError):
@@ -54,6 +64,7 @@ class CredentialsUnavailable(OSError):
 @dataclasses.dataclass(frozen=True)
 class Issued:
     role: AttemptRole
+    job_name: str
     database_password: str = dataclasses.field(repr=False)
     redis_password: str = dataclasses.field(repr=False)
     heartbeat_key: str = dataclasses.field(repr=False)
@@ -65,41 +76,63 @@ def expires_at(payload: JobPayload, now: dt.datetime, *, grace: float, start_tim
     return now + dt.timedelta(seconds=payload.timeout_seconds + grace + start_timeout + EXPIRY_MARGIN)
 
 
-def issue(master: bytes, payload: JobPayload, *, job_name: str, database: str, expires: dt.datetime) -> Issued:
+def derived(master: bytes, role: AttemptRole, job_name: str) -> Issued:
+    """An attempt's credentials, derived again from the credential key and its job id."""
+    return Issued(role, job_name, attempt_auth.password(master, attempt_auth.PURPOSE_DATABASE, role.job_id),
+                  attempt_auth.password(master, attempt_auth.PURPOSE_REDIS, role.job_id),
+                  attempt_auth.heartbeat_key(master, role.job_id))
+
+
+def issue(master: bytes, payload: JobPayload, owner: Mapping[str, Any], *, job_name: str, database: str,
+          expires: dt.datetime) -> Issued:
     role = AttemptRole(role_name=tenant_db.role_name(database, payload.job_id), job_id=payload.job_id,
-                       business_id=payload.business_id, namespace=payload.namespace, secret_name=job_name,
+                       business_id=payload.business_id, namespace=payload.namespace,
+                       secret_name=worker_job.credentials_secret_name(owner),
                        redis_user=redis_acl.user_name(payload.job_id), expires_at=expires)
-    return Issued(role, attempt_auth.password(master, attempt_auth.PURPOSE_DATABASE, payload.job_id),
-                  attempt_auth.password(master, attempt_auth.PURPOSE_REDIS, payload.job_id),
-                  attempt_auth.heartbeat_key(master, payload.job_id))
+    return derived(master, role, job_name)
 
 
-def secret_labels(payload: JobPayload) -> dict[str, str]:
-    from .worker_job import label_value  # worker_job imports this module
+def job_name_of(role: AttemptRole) -> str:
+    """The attempt's Job, from its job id (contract.make_job_id keeps the uid's head the Job name uses).
+    Rows issued before the per-resource Secret named the Secret like the Job."""
+    parsed = runs.parse_job_id(role.job_id)
+    if parsed is None:
+        return role.secret_name
+    _, name, run_id, attempt = parsed
+    return contract.worker_job_name(name, role.job_id.rsplit(".", 3)[1], run_id, attempt)
 
+
+def secret_labels(owner: Mapping[str, Any]) -> dict[str, str]:
+    # The operator-secrets admission policy lets the operator write only Secrets labelled like this.
     return {contract.LABEL_MANAGED_BY: contract.MANAGED_BY_VALUE,
             contract.LABEL_COMPONENT: contract.COMPONENT_WORKER_CREDENTIALS,
-            contract.LABEL_JOB_ID: label_value(payload.job_id)}
+            contract.LABEL_SYNC_NAME: worker_job.label_value(owner["name"])}
 
 
-def secret_manifest(issued: Issued, payload: JobPayload, owner: Mapping[str, Any], *, database_url: str,
+def secret_manifest(attempts: Sequence[Issued], owner: Mapping[str, Any], *, database_url: str,
                     redis_url: str) -> dict[str, Any]:
-    """The attempt's Secret: its URLs (with its own role and user) and its heartbeat key. Owned by the
-    ReceiptSync (so it goes with it at the latest); immutable."""
-    data = {contract.CREDENTIALS_DATABASE_URL_KEY: tenant_db.worker_url(database_url, issued.role.role_name,
-                                                                       issued.database_password),
-            contract.CREDENTIALS_REDIS_URL_KEY: redis_acl.worker_url(redis_url, issued.role.redis_user,
-                                                                     issued.redis_password),
-            contract.CREDENTIALS_HEARTBEAT_KEY_KEY: issued.heartbeat_key}
+    """The apply body of the ReceiptSync's credentials Secret: for each live attempt its URLs (with its
+    own role and user) and its heartbeat key, under keys prefixed by its Job's name. Owned by the
+    ReceiptSync, so the garbage collector deletes it with the resource; not immutable (each apply
+    rewrites it)."""
+    data: dict[str, str] = {}
+    for issued in attempts:
+        values = {contract.CREDENTIALS_DATABASE_URL_KEY: tenant_db.worker_url(
+                      database_url, issued.role.role_name, issued.database_password),
+                  contract.CREDENTIALS_REDIS_URL_KEY: redis_acl.worker_url(
+                      redis_url, issued.role.redis_user, issued.redis_password),
+                  contract.CREDENTIALS_HEARTBEAT_KEY_KEY: issued.heartbeat_key}
+        data.update({worker_job.credentials_key(issued.job_name, key): base64.b64encode(value.encode()).decode()
+                     for key, value in values.items()})
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {
-            "name": issued.role.secret_name, "namespace": issued.role.namespace, "labels": secret_labels(payload),
-            "annotations": {contract.JOB_ID_ANNOTATION: payload.job_id},
+            "name": worker_job.credentials_secret_name(owner), "namespace": owner["namespace"],
+            "labels": secret_labels(owner),
             "ownerReferences": [{"apiVersion": contract.API_VERSION, "kind": contract.KIND, "name": owner["name"],
                                  "uid": owner["uid"], "controller": False, "blockOwnerDeletion": False}],
         },
-        "data": {key: base64.b64encode(value.encode()).decode("ascii") for key, value in data.items()},
+        "data": dict(sorted(data.items())),  # the same attempts, the same body
     }
 
 
@@ -146,6 +179,8 @@ class WorkerCredentials:
         self._mailboxes: dict[str, str] = {}  # job id -> the mailbox its Redis user may use
         self._redis_id: str | None = None
         self._refused = Throttle(60.0)
+        # (namespace, Secret) -> the lock its applies take turns on; held only while someone uses it.
+        self._apply_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
     def redis(self):
@@ -157,7 +192,7 @@ class WorkerCredentials:
     # --- issuing -------------------------------------------------------------------------------------
     async def provision(self, payload: JobPayload, owner: Mapping[str, Any], job_name: str) -> None:
         """Everything the attempt's Job will reference, before the Job exists (CredentialsUnavailable
-        when the database or Redis is away; ApiError when the Secret is refused)."""
+        when the database or Redis is away; ApiError when the Secret's apply is refused)."""
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that meets a wake-up.
             async with asyncio.timeout(SCHEMA_WAIT):
@@ -165,7 +200,7 @@ class WorkerCredentials:
         except TimeoutError:
             raise CredentialsUnavailable("the database schema is not migrated yet") from None
         settings = self.ctx.settings
-        issued = issue(self.master, payload, job_name=job_name, database=self.db.database,
+        issued = issue(self.master, payload, owner, job_name=job_name, database=self.db.database,
                        expires=expires_at(payload, _now(), grace=settings.worker_deadline_grace,
                                           start_timeout=settings.worker_start_timeout))
         await asyncio.to_thread(self.db.grant, issued.role, issued.database_password)
@@ -176,13 +211,37 @@ class WorkerCredentials:
         except (RedisError, OSError) as exc:
             raise CredentialsUnavailable(f"Redis refused the attempt's user: {type(exc).__name__}") from None
         self._live[payload.job_id] = issued.role
-        manifest = secret_manifest(issued, payload, owner, database_url=settings.effective_worker_database_url,
-                                   redis_url=settings.effective_worker_redis_url)
-        try:
-            await self.ctx.kube.create(core_path("secrets", issued.role.namespace), manifest)
-        except ApiError as exc:
-            if exc.status != 409:  # 409: made before a restart, with the same (derived) content
-                raise
+        await self._apply_secret(issued, owner)
+
+    async def _apply_secret(self, issued: Issued, owner: Mapping[str, Any]) -> None:
+        """The resource's Secret with every live attempt's keys and the new one's, in one apply. Each
+        apply replaces the keys this manager owns, so applies of one Secret take turns and each reads
+        the live attempts only once it has the lock: the later one then includes the earlier's grant."""
+        role = issued.role
+        key = (role.namespace, role.secret_name)
+        lock = self._apply_locks.get(key)
+        if lock is None:
+            lock = self._apply_locks[key] = asyncio.Lock()
+        async with lock:
+            # From the database (the durable list), not this process's memory: right after a restart,
+            # or between two passes, memory may lack a live attempt whose pod has yet to read its keys.
+            rows = await asyncio.to_thread(self.db.roles, role.namespace, role.secret_name)
+            now, mono = _now(), time.monotonic()
+            live = [issued]
+            for row in rows:
+                job_name = job_name_of(row)
+                if row.job_id != role.job_id and not self._ended(row, job_name, now, mono):
+                    live.append(derived(self.master, row, job_name))
+            settings = self.ctx.settings
+            manifest = secret_manifest(live, owner, database_url=settings.effective_worker_database_url,
+                                       redis_url=settings.effective_worker_redis_url)
+            await self.ctx.kube.request("PATCH", core_path("secrets", role.namespace, role.secret_name),
+                                        body=manifest, params=APPLY, content_type=APPLY_CONTENT_TYPE)
+
+    def _ended(self, role: AttemptRole, job_name: str, now: dt.datetime, mono: float) -> bool:
+        issued_for = mono - self._issued_at.setdefault(role.role_name, mono)
+        return ended(role, self.ctx.jobs.get(role.namespace, job_name), self.ctx.jobs.pods_of(role.namespace, job_name),
+                     now=now, jobs_synced=self.ctx.jobs_synced(), issued_for=issued_for)
 
     # --- heartbeats ----------------------------------------------------------------------------------
     def verifies(self, hb: Mapping[str, Any]) -> bool:
@@ -231,10 +290,7 @@ class WorkerCredentials:
         for role in roles:
             if not self.ctx.in_scope(role.namespace):
                 continue
-            issued_for = mono - self._issued_at.setdefault(role.role_name, mono)
-            job = self.ctx.jobs.get(role.namespace, role.secret_name)
-            pods = self.ctx.jobs.pods_of(role.namespace, role.secret_name)
-            if ended(role, job, pods, now=now, jobs_synced=self.ctx.jobs_synced(), issued_for=issued_for):
+            if self._ended(role, job_name_of(role), now, mono):
                 await self.revoke(role)
                 continue
             live[role.job_id] = role
@@ -255,20 +311,14 @@ class WorkerCredentials:
         return restarted
 
     async def revoke(self, role: AttemptRole) -> None:
-        """Redis user, Secret, then the database role (its row last: it lists what is left to revoke)."""
+        """Redis user, then the database role (its row last: it lists what is left to revoke). Its keys
+        in the Secret stay, dead, until the resource's next apply or its deletion: no API write here."""
         try:
             await redis_acl.remove(self.redis, role.redis_user)
         except (RedisError, OSError) as exc:
             logger.warning("could not delete the attempt's Redis user yet: %s", type(exc).__name__,
                            extra={"job_id": role.job_id})
             return
-        try:
-            await self.ctx.kube.delete(core_path("secrets", role.namespace, role.secret_name), propagation="Background")
-        except ApiError as exc:
-            if exc.status != 404:
-                logger.warning("could not delete the attempt's Secret yet: %s", exc.status,
-                               extra={"job_id": role.job_id})
-                return
         await asyncio.to_thread(self.db.revoke, role.role_name)
         self._issued_at.pop(role.role_name, None)
         self._mailboxes.pop(role.job_id, None)

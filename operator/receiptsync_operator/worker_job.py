@@ -6,8 +6,9 @@ and the restricted security settings' floor (no service account token, never res
 
 Each Job gets only its own resource's credentials, through a secretKeyRef: no worker ever holds
 another tenant's Secret, and credentials never pass through Redis. With per-attempt credentials
-(issue 14) its Redis and PostgreSQL URLs and its heartbeat key come by secretKeyRef from the Secret
-the operator made for this attempt alone (:mod:`worker_credentials`); with shared ones from
+(issue 14) its Redis and PostgreSQL URLs and its heartbeat key come by secretKeyRef from its own
+keys (prefixed by its Job's name) in its ReceiptSync's credentials Secret (:mod:`worker_credentials`),
+so a worker sees no other attempt's credentials even while several attempts run; with shared ones from
 RECEIPTSYNC_WORKER_CONNECTION_SECRET, or as plain values. The Job's env also says what the attempt is
 (RECEIPTSYNC_ATTEMPT): the worker checks the Redis payload against it.
 """
@@ -40,6 +41,21 @@ def label_value(value: str) -> str:
     return f"{head}-{digest}" if head else digest
 
 
+def credentials_secret_name(owner: Mapping[str, Any]) -> str:
+    """The ReceiptSync's worker-credentials Secret (a DNS subdomain, <= 253 characters, for every valid
+    ReceiptSync name). Built like its Jobs' names (contract.worker_job_name): the ``rs-`` prefix and
+    the uid's head keep it apart from a tenant's own Secrets and from a deleted namesake's Secret the
+    garbage collector has not removed yet; the cut never leaves ``.-`` before the suffix."""
+    suffix = f"-{owner['uid'][:5]}-{contract.COMPONENT_WORKER_CREDENTIALS}"
+    return f"rs-{owner['name']}"[: 253 - len(suffix)].rstrip("-.") + suffix
+
+
+def credentials_key(job_name: str, key: str) -> str:
+    """An attempt's key in that Secret: its Job's name (<= 63 characters of [-.a-z0-9]) and the
+    CREDENTIALS_*_KEY, a valid Secret key."""
+    return f"{job_name}.{key}"
+
+
 def worker_labels(payload: JobPayload) -> dict[str, str]:
     return {
         contract.LABEL_MANAGED_BY: contract.MANAGED_BY_VALUE,
@@ -57,19 +73,22 @@ def worker_selector() -> str:
             f"{contract.LABEL_COMPONENT}={contract.COMPONENT_WORKER}")
 
 
-def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings, job_name: str) -> list[dict[str, Any]]:
+def _env(payload: JobPayload, spec: Mapping[str, Any], settings: Settings, job_name: str,
+         owner: Mapping[str, Any]) -> list[dict[str, Any]]:
     secret_name, secret_key = validation.secret_ref(spec)
     # What this attempt is: the worker refuses a Redis payload that disagrees (issue 14).
     env: list[dict[str, Any]] = [{"name": contract.ENV_JOB_ID, "value": payload.job_id},
                                  {"name": contract.ENV_ATTEMPT_IDENTITY,
                                   "value": attempt_identity.identity_json(payload)}]
     if settings.per_attempt_credentials:
-        # The attempt's own database role, Redis user and heartbeat key, from the Secret the operator
-        # made for it (named like the Job) just before the Job.
+        # The attempt's own database role, Redis user and heartbeat key: its own keys of the
+        # resource's credentials Secret, applied just before the Job.
+        secret = credentials_secret_name(owner)
         for name, key in ((contract.ENV_REDIS_URL, contract.CREDENTIALS_REDIS_URL_KEY),
                           (contract.ENV_DATABASE_URL, contract.CREDENTIALS_DATABASE_URL_KEY),
                           (contract.ENV_HEARTBEAT_KEY, contract.CREDENTIALS_HEARTBEAT_KEY_KEY)):
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": job_name, "key": key}}})
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {
+                "name": secret, "key": credentials_key(job_name, key)}}})
     elif settings.worker_connection_secret:
         # URLs that may carry passwords come from a Secret in the resource's namespace, by reference.
         for name, key in ((contract.ENV_REDIS_URL, contract.CONNECTION_SECRET_REDIS_URL_KEY),
@@ -103,7 +122,7 @@ def _base(payload: JobPayload, owner: Mapping[str, Any], spec: Mapping[str, Any]
         "name": WORKER_CONTAINER,
         "image": settings.worker_image,
         "imagePullPolicy": "IfNotPresent",
-        "env": _env(payload, spec, settings, job_name),
+        "env": _env(payload, spec, settings, job_name, owner),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -1,7 +1,8 @@
 """Issue 14, end to end on the real control plane: the chart's admission policy binds a namespace to its
 business ids; each worker attempt gets its own PostgreSQL role (row-level security, no DDL), Redis ACL
-user and heartbeat key, in a Secret the operator creates and revokes; a rewritten payload is refused by
-the worker; a forged heartbeat changes nothing; the operator's RBAC is exactly what it uses.
+user and heartbeat key, under its own keys of its ReceiptSync's credentials Secret (one server-side apply
+per attempt, holding the live attempts only), revoked when the attempt ends; a rewritten payload is
+refused by the worker; a forged heartbeat changes nothing; the operator's RBAC is exactly what it uses.
 
 Real workers (`receiptsync-worker`, the image's entrypoint) sync the sandbox's sample mailbox through
 the Gmail emulator, paced by a low quota so an attempt lives long enough to be poked at.
@@ -18,6 +19,7 @@ import pytest
 import redis
 
 from receiptsync_common import contract as c
+from receiptsync_operator import worker_job
 from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.testing import OperatorProcess, receiptsync_manifest, wait_until
 
@@ -66,11 +68,27 @@ def worker_env(job: dict) -> dict[str, dict]:
     return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
+def credentials_secret(world, name: str) -> dict[str, str]:
+    """The decoded credentials Secret of ReceiptSync ``name`` (read as the cluster admin)."""
+    owner = dict(world.get(c.PLURAL, name)["metadata"])
+    secret = wait_until(lambda: world.get("secret", worker_job.credentials_secret_name(owner)), timeout=10,
+                        message="the resource's credentials Secret")
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
 def attempt_secret(world, job: dict) -> dict[str, str]:
-    """The decoded Secret the Job's REDIS_URL/DATABASE_URL point at (read as the cluster admin)."""
+    """The attempt's own keys (without their Job-name prefix) of the Secret its Job's DATABASE_URL
+    points at (read as the cluster admin)."""
     ref = worker_env(job)[c.ENV_DATABASE_URL]["valueFrom"]["secretKeyRef"]
     secret = wait_until(lambda: world.get("secret", ref["name"]), timeout=10, message="the attempt's Secret")
-    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    prefix = job["metadata"]["name"] + "."
+    return {key.removeprefix(prefix): base64.b64decode(value).decode() for key, value in secret["data"].items()
+            if key.startswith(prefix)}
+
+
+def revoked(sandbox, job_id: str) -> bool:
+    """The attempt's row is gone (its role is dropped right after it)."""
+    return admin_rows(sandbox, "SELECT count(*) FROM attempt_credentials WHERE job_id = %s", job_id) == [(0,)]
 
 
 class TenantB:
@@ -132,10 +150,15 @@ def test_namespace_admits_only_its_businesses_and_a_worker_can_touch_only_its_ow
     env.apply(sync("mine", "ta-biz"))
     job = job_of(env, "mine")
 
-    # The Job carries no credential, only references to the attempt's own Secret, and says what it is.
+    # The Job carries no credential, only references to its own keys of the resource's Secret, and says
+    # what it is.
     variables = worker_env(job)
-    for name in (c.ENV_DATABASE_URL, c.ENV_REDIS_URL, c.ENV_HEARTBEAT_KEY):
-        assert variables[name]["valueFrom"]["secretKeyRef"]["name"] == job["metadata"]["name"]
+    secret_name = worker_job.credentials_secret_name(env.get(c.PLURAL, "mine")["metadata"])
+    for name, key in ((c.ENV_DATABASE_URL, c.CREDENTIALS_DATABASE_URL_KEY),
+                      (c.ENV_REDIS_URL, c.CREDENTIALS_REDIS_URL_KEY),
+                      (c.ENV_HEARTBEAT_KEY, c.CREDENTIALS_HEARTBEAT_KEY_KEY)):
+        assert variables[name]["valueFrom"]["secretKeyRef"] == {"name": secret_name,
+                                                                "key": f"{job['metadata']['name']}.{key}"}
     identity = json.loads(variables[c.ENV_ATTEMPT_IDENTITY]["value"])
     assert (identity["business_id"], identity["namespace"], identity["name"]) == ("ta-biz", env.ns, "mine")
     creds = attempt_secret(env, job)
@@ -202,11 +225,26 @@ def test_namespace_admits_only_its_businesses_and_a_worker_can_touch_only_its_ow
     assert theirs["phase"] == c.PHASE_FINISHED and theirs["message"] != "forged", theirs
     assert admin_rows(env.sandbox, "SELECT count(*) FROM receipts WHERE business_id = 'ta-biz'")[0][0] >= \
         done["progress"]["savedReceipts"]
-    wait_until(lambda: env.get("secret", job["metadata"]["name"]) is None, timeout=30, message="the Secret deleted")
-    with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(creds[c.CREDENTIALS_DATABASE_URL_KEY], connect_timeout=5).close()
+    wait_until(lambda: revoked(env.sandbox, identity["job_id"]), timeout=30, message="the attempt's role revoked")
+    dead_keys = {f"{job['metadata']['name']}.{key}" for key in creds}
+    lingering = credentials_secret(env, "mine")
+    assert dead_keys <= set(lingering)  # still in the Secret (no write to take them out)...
+    with pytest.raises(psycopg.OperationalError):  # ...but dead: the role is dropped, the Redis user gone
+        psycopg.connect(lingering[f"{job['metadata']['name']}.{c.CREDENTIALS_DATABASE_URL_KEY}"],
+                        connect_timeout=5).close()
     with pytest.raises(redis.exceptions.AuthenticationError):
-        redis.Redis.from_url(creds[c.CREDENTIALS_REDIS_URL_KEY]).ping()
+        redis.Redis.from_url(lingering[f"{job['metadata']['name']}.{c.CREDENTIALS_REDIS_URL_KEY}"]).ping()
+
+    # The next attempt's apply leaves only the live attempts' keys: its own.
+    env.kubectl("annotate", "rsync", "mine", f"{c.RUN_NOW_ANNOTATION}=again")
+    again = env.wait_status("mine", lambda s: s.get("runId", 0) > done["runId"] and bool(s.get("workerJob")),
+                            timeout=60, message="mine's next run's worker Job")
+    assert again["workerJob"] != job["metadata"]["name"]
+    data = credentials_secret(env, "mine")
+    assert set(data) == {f"{again['workerJob']}.{key}" for key in creds}, sorted(data)
+    with psycopg.connect(data[f"{again['workerJob']}.{c.CREDENTIALS_DATABASE_URL_KEY}"], autocommit=True) as conn:
+        assert conn.execute("SELECT receiptsync_business()").fetchone() == ("ta-biz",)
+    env.wait_phase("mine", c.PHASE_FINISHED, timeout=120)
 
 
 def test_a_payload_rewritten_to_another_business_is_refused_by_the_worker(env):
@@ -243,6 +281,7 @@ GRANTS_NOT_CALLED = {
     ("list", "", "events"): "a worker Job's FailedCreate is told only in an Event",
     ("get", "batch", "jobs"): "a Job the cache misses (created before a restart)",
     ("get", "", "pods"): "not called: pods are listed and watched",
+    ("create", "", "secrets"): "authorizes the server-side apply that makes a Secret (audited as patch)",
     ("delete", "batch", "jobs"): "cancel, timeout, Replace, deletion of a ReceiptSync",
 }
 
@@ -256,8 +295,12 @@ def test_rbac_of_the_chart_is_what_the_operator_uses(env):
     env.apply(gmail_secret(env.sandbox))
     env.apply(sync("audited", "ta-biz"))
     done = env.wait_phase("audited", c.PHASE_FINISHED, timeout=120)
-    wait_until(lambda: env.get("secret", done["workerJob"]) is None, timeout=30, message="credentials revoked")
+    wait_until(lambda: revoked(env.sandbox, done["jobId"]), timeout=30, message="credentials revoked")
+    secret_name = worker_job.credentials_secret_name(env.get(c.PLURAL, "audited")["metadata"])
     env.kubectl("delete", c.PLURAL, "audited", "--wait=true", "--timeout=30s")
+    # The operator deletes no Secret: the garbage collector takes it with its owner.
+    wait_until(lambda: env.get("secret", secret_name) is None, timeout=90,  # GC's discovery resync: 30 s
+               message="the Secret collected")
     env.operators[0].stop()  # its watches end: the audit log completes their records
 
     calls = {(e["verb"], ref.get("apiGroup", ""), "/".join(filter(None, (ref["resource"], ref.get("subresource")))))
@@ -266,8 +309,7 @@ def test_rbac_of_the_chart_is_what_the_operator_uses(env):
     role = env.get("role", f"rs-{env.ns}"[:40] + "-receipt-sync")
     granted = {(verb, group, resource) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
-    assert ("create", "", "secrets") in calls and ("delete", "", "secrets") in calls
-    assert not [call for call in calls if call[2] == "secrets" and call[0] in ("get", "list", "watch")]
+    assert {call[0] for call in calls if call[2] == "secrets"} == {"patch"}  # one apply; no read, no delete
     unused = granted - calls
     assert unused <= set(GRANTS_NOT_CALLED), f"granted but never used: {sorted(unused - set(GRANTS_NOT_CALLED))}"
     ours = {call for call in calls if call[2] not in ("leases", "customresourcedefinitions", "namespaces")}

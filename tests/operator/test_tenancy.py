@@ -1,6 +1,7 @@
 """Issue 14's decisions as pure functions: derived per-attempt secrets and signatures, the attempt's
-identity check, the Redis ACL rules, role names and worker URLs, the per-attempt Secret, when an
-attempt's credentials are revoked, and the operator's settings."""
+identity check, the Redis ACL rules, role names and worker URLs, the resource's credentials Secret (its
+apply body, key names, the Job's references), when an attempt's credentials are revoked, and the
+operator's settings."""
 from __future__ import annotations
 
 import base64
@@ -155,40 +156,101 @@ def test_grant_statements_make_a_login_role_in_the_worker_group_only():
     assert alter.startswith('ALTER ROLE "rsw_1" LOGIN')
 
 
-# --- the per-attempt Secret and when it goes ---------------------------------------------------------------
-def issued() -> worker_credentials.Issued:
-    return worker_credentials.issue(MASTER, payload(), job_name="rs-acme-01234-r2-a3", database="receiptsync",
-                                    expires=NOW + dt.timedelta(hours=1))
+# --- the resource's credentials Secret and when an attempt's keys go ---------------------------------------
+OWNER = {"name": "acme", "uid": "01234567-89ab", "namespace": "team-a"}
+SECRET = "rs-acme-01234-worker-credentials"
 
 
-def test_the_secret_holds_the_attempts_own_urls_and_key_labelled_for_the_admission_policy():
+def issued(**changes) -> worker_credentials.Issued:
+    attempt = payload(**changes)
+    return worker_credentials.issue(MASTER, attempt, OWNER, job_name=c.worker_job_name("acme", OWNER["uid"],
+                                                                                       attempt.run_id, attempt.attempt),
+                                    database="receiptsync", expires=NOW + dt.timedelta(hours=1))
+
+
+def decoded(secret: dict) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_the_secret_holds_the_attempts_own_urls_and_key_under_its_job_name_labelled_for_the_policy():
     creds = issued()
-    owner = {"name": "acme", "uid": "01234567-89ab", "namespace": "team-a"}
-    secret = worker_credentials.secret_manifest(creds, payload(), owner, database_url="postgresql://admin:apw@db/rs",
+    assert (creds.job_name, creds.role.secret_name) == ("rs-acme-01234-r2-a3", SECRET)
+    secret = worker_credentials.secret_manifest([creds], OWNER, database_url="postgresql://admin:apw@db/rs",
                                                 redis_url="redis://:rpw@redis:6379/2")
     meta = secret["metadata"]
-    assert (meta["name"], meta["namespace"], secret["immutable"]) == ("rs-acme-01234-r2-a3", "team-a", True)
-    assert meta["labels"][c.LABEL_MANAGED_BY] == c.MANAGED_BY_VALUE
-    assert meta["labels"][c.LABEL_COMPONENT] == c.COMPONENT_WORKER_CREDENTIALS
-    assert meta["ownerReferences"][0]["uid"] == owner["uid"] and not meta["ownerReferences"][0]["blockOwnerDeletion"]
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert data[c.CREDENTIALS_DATABASE_URL_KEY].startswith(f"postgresql://{creds.role.role_name}:")
-    assert data[c.CREDENTIALS_REDIS_URL_KEY] == f"redis://{creds.role.redis_user}:{creds.redis_password}@redis:6379/2"
-    assert data[c.CREDENTIALS_HEARTBEAT_KEY_KEY] == attempt_auth.heartbeat_key(MASTER, JOB)
+    assert (meta["name"], meta["namespace"], secret["type"]) == (SECRET, "team-a", "Opaque")
+    assert "immutable" not in secret  # every apply rewrites it
+    assert meta["labels"] == {c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE, c.LABEL_COMPONENT: c.COMPONENT_WORKER_CREDENTIALS,
+                              c.LABEL_SYNC_NAME: "acme"}
+    assert meta["ownerReferences"] == [{"apiVersion": c.API_VERSION, "kind": c.KIND, "name": "acme",
+                                        "uid": OWNER["uid"], "controller": False, "blockOwnerDeletion": False}]
+    data = decoded(secret)
+    assert set(data) == {"rs-acme-01234-r2-a3.database-url", "rs-acme-01234-r2-a3.redis-url",
+                         "rs-acme-01234-r2-a3.heartbeat-key"}
+    assert data["rs-acme-01234-r2-a3.database-url"].startswith(f"postgresql://{creds.role.role_name}:")
+    assert data["rs-acme-01234-r2-a3.redis-url"] == \
+        f"redis://{creds.role.redis_user}:{creds.redis_password}@redis:6379/2"
+    assert data["rs-acme-01234-r2-a3.heartbeat-key"] == attempt_auth.heartbeat_key(MASTER, JOB)
     assert "apw" not in json.dumps(secret) and "rpw" not in json.dumps(secret)
     assert creds.database_password not in repr(creds) and creds.heartbeat_key not in repr(creds)
 
 
-def test_the_worker_job_references_the_secret_and_says_what_it_is():
+def test_two_live_attempts_share_the_secret_each_under_its_own_keys():
+    first, second = issued(), issued(run_id=3, attempt=1, job_id="team-a.acme.01234567.r3.a1")
+    body = worker_credentials.secret_manifest([second, first], OWNER, database_url="postgresql://a:b@db/rs",
+                                              redis_url="redis://redis:6379/0")
+    data = decoded(body)
+    assert sorted(data) == sorted(f"{job}.{key}" for job in ("rs-acme-01234-r2-a3", "rs-acme-01234-r3-a1")
+                                  for key in ("database-url", "redis-url", "heartbeat-key"))
+    assert list(body["data"]) == sorted(body["data"])  # the same attempts give the same body
+    assert data["rs-acme-01234-r3-a1.heartbeat-key"] == attempt_auth.heartbeat_key(MASTER, second.role.job_id)
+    assert data["rs-acme-01234-r3-a1.database-url"] != data["rs-acme-01234-r2-a3.database-url"]
+    assert second.role.secret_name == first.role.secret_name == body["metadata"]["name"]
+    # Derived again from the row alone (what each apply does for the other live attempts): the same.
+    again = worker_credentials.derived(MASTER, first.role, worker_credentials.job_name_of(first.role))
+    assert again == first
+    assert worker_credentials.secret_manifest([again, second], OWNER, database_url="postgresql://a:b@db/rs",
+                                              redis_url="redis://redis:6379/0") == body
+
+
+@pytest.mark.parametrize("name", ["acme", "a" * 253, "a." * 126 + "b", "x-" * 120 + "y.z", "v1.2.3"])
+def test_secret_names_and_keys_are_valid_for_every_receiptsync_name(name):
+    import re
+
+    subdomain = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    owner = {"name": name, "uid": "abcdef12-0000", "namespace": "team-a"}
+    secret = worker_job.credentials_secret_name(owner)
+    assert len(secret) <= 253 and subdomain.match(secret), secret
+    assert secret.endswith("-abcde-worker-credentials")
+    assert secret != worker_job.credentials_secret_name({**owner, "uid": "00000000-0000"})  # a namesake's
+    job_name = c.worker_job_name(name, owner["uid"], 12, 3)
+    for key in (c.CREDENTIALS_DATABASE_URL_KEY, c.CREDENTIALS_REDIS_URL_KEY, c.CREDENTIALS_HEARTBEAT_KEY_KEY):
+        assert re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", worker_job.credentials_key(job_name, key))
+    role = AttemptRole("rsw_1", c.make_job_id("team-a", name, owner["uid"], 12, 3), "ta-biz", "team-a", secret,
+                       "rsw-1", NOW)
+    assert worker_credentials.job_name_of(role) == job_name  # how a pass finds the attempt's Job
+
+
+def test_rows_issued_with_a_secret_per_attempt_still_find_their_job():
+    legacy = AttemptRole("rsw_1", "not-a-job-id", "ta-biz", "team-a", "rs-old-job", "rsw-1", NOW)
+    assert worker_credentials.job_name_of(legacy) == "rs-old-job"
+
+
+def test_the_worker_job_references_its_own_keys_of_the_resources_secret_and_says_what_it_is():
     settings = config.Settings(redis_url="redis://:rpw@r:6379/0", database_url="postgresql://admin:apw@db/rs")
-    owner = {"name": "acme", "uid": "01234567-89ab", "namespace": "team-a"}
-    job = worker_job.build(payload(), owner, {"gmail": {"secretRef": {"name": "g"}}}, settings)
+    job = worker_job.build(payload(), OWNER, {"gmail": {"secretRef": {"name": "g"}}}, settings)
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    for name in (c.ENV_REDIS_URL, c.ENV_DATABASE_URL, c.ENV_HEARTBEAT_KEY):
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == job["metadata"]["name"]
+    for name, key in ((c.ENV_REDIS_URL, "redis-url"), (c.ENV_DATABASE_URL, "database-url"),
+                      (c.ENV_HEARTBEAT_KEY, "heartbeat-key")):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": f"{job['metadata']['name']}.{key}"}
+    body = worker_credentials.secret_manifest([issued()], OWNER, database_url="postgresql://a:b@db/rs",
+                                              redis_url="redis://r:6379/0")
+    refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in env.values()
+            if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == body["metadata"]["name"]}
+    assert refs == set(body["data"])  # every key it needs is in the apply, and nothing else of it
     assert json.loads(env[c.ENV_ATTEMPT_IDENTITY]["value"]) == attempt_identity.identity_of(payload())
     assert "apw" not in json.dumps(job) and "rpw" not in json.dumps(job)
-    shared = worker_job.build(payload(), owner, {}, dataclasses.replace(settings, worker_credentials="shared"))
+    shared = worker_job.build(payload(), OWNER, {}, dataclasses.replace(settings, worker_credentials="shared"))
     shared_env = {e["name"]: e for e in shared["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert shared_env[c.ENV_DATABASE_URL]["value"] == settings.database_url and c.ENV_HEARTBEAT_KEY not in shared_env
 

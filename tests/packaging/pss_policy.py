@@ -105,8 +105,9 @@ OPERATOR_RBAC_ALLOWED: dict[tuple[str, str], set[str]] = {
     ("receipts.prosaas.pro", "receiptsyncs/status"): {"get", "patch", "update"},
     ("receipts.prosaas.pro", "receiptsyncs/finalizers"): {"update"},
     ("batch", "jobs"): {"create", "delete", "get", "list", "watch"},
-    # Per-attempt worker-credentials Secrets (issue 14): never read, only created and deleted.
-    ("", "secrets"): {"create", "delete"},
+    # Worker-credentials Secrets (issue 14), one per ReceiptSync: never read, only written by server-side
+    # apply (patch, and create when the apply makes it); never deleted (the garbage collector does).
+    ("", "secrets"): {"create", "patch"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "patch", "list"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},

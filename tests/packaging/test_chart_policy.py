@@ -131,12 +131,12 @@ def test_rbac_grants_what_the_operator_needs():
     assert granted == needed
 
 
-def test_secrets_are_never_read_only_created_and_deleted_and_not_at_all_with_shared_credentials():
+def test_secrets_are_never_read_nor_deleted_only_applied_and_not_at_all_with_shared_credentials():
     def secret_rules(objects):
         return [rule for o in objects if o["kind"] in RBAC_KINDS
                 for rule in o["rules"] if "secrets" in rule["resources"]]
 
-    assert [rule["verbs"] for rule in secret_rules(template())] == [["create", "delete"]]
+    assert [rule["verbs"] for rule in secret_rules(template())] == [["create", "patch"]]
     assert secret_rules(template(COMBINATIONS["shared-worker-credentials"])) == []
 
 

@@ -27,14 +27,16 @@ watched namespace in namespace scope. Every rule says why the operator needs it.
     resources: ["pods"]
     verbs: ["list", "watch"]
   {{- if eq .Values.tenancy.workerCredentials "perAttempt" }}
-  # One Secret per worker attempt with that attempt's own database, Redis and heartbeat credentials:
-  # created before its Job, deleted when the attempt ends. No get/list/watch: the operator never
-  # reads a Secret (tenants' Gmail Secrets reach only their own worker, by secretKeyRef). RBAC cannot
-  # narrow create/delete to names chosen at run time; the operator-secrets admission policy limits
-  # both to Secrets labelled as worker credentials.
+  # One Secret per ReceiptSync with its live worker attempts' own database, Redis and heartbeat
+  # credentials, written by server-side apply before each attempt's Job (patch; create: an apply that
+  # makes the Secret is also authorized as create). No delete: ended attempts' keys drop out at the
+  # next apply, and the garbage collector deletes the Secret with its ReceiptSync. No get/list/watch:
+  # the operator never reads a Secret (tenants' Gmail Secrets reach only their own worker, by
+  # secretKeyRef). RBAC cannot narrow these verbs to names chosen at run time; the operator-secrets
+  # admission policy limits them to Secrets labelled as worker credentials and owned by a ReceiptSync.
   - apiGroups: [""]
     resources: ["secrets"]
-    verbs: ["create", "delete"]
+    verbs: ["create", "patch"]
   {{- end }}
   # Kubernetes Events on every phase transition (kubectl describe rsync): the operator and kopf
   # post core/v1 Events (patch: a repeated event is counted on the existing one); list: a worker
