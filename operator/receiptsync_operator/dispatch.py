@@ -62,6 +62,7 @@ def plan(entries: Iterable[Entry], *, active: int, max_workers: int, blocked: It
 
 
 EXACT_PLACES = 3  # the first few in line always see their exact place
+REFRESH_EVERY = 1.0  # seconds between passes while every worker slot is busy
 PLACE_STEP = 4  # further back, a place is rewritten once it is a quarter (or four times) of the one shown
 
 
@@ -78,6 +79,14 @@ def place_worth_writing(shown: int | None, position: int) -> bool:
     if position <= EXACT_PLACES or shown <= EXACT_PLACES:
         return True
     return position * PLACE_STEP <= shown or position >= shown * PLACE_STEP
+
+
+def pass_worth_it(*, synced: bool, active: int, max_workers: int, since_last_pass: float) -> bool:
+    """Is a dispatch pass worth reading the whole queue now? Not while every slot is taken (it could
+    start nothing) unless the last pass is ``REFRESH_EVERY`` old: the waiting runs' places, the
+    queue-depth metrics and due retries are refreshed at that pace. Without this, each of N
+    ReceiptSyncs created at once woke a pass that read all N entries: O(N²) work for nothing."""
+    return not synced or active < max_workers or since_last_pass >= REFRESH_EVERY
 
 
 def next_due(entries: Iterable[Entry], now: float) -> float | None:

@@ -49,6 +49,7 @@ class Dispatcher:
         self._waiting_since: dict[str, float] = {}  # job id -> when the dispatcher first saw it wait
         self._place_shown: dict[Key, tuple[str, int]] = {}  # key -> (job id, place in line last written)
         self._waiting_written: dict[Key, float] = {}
+        self._last_pass = float("-inf")  # monotonic time of the last pass that read the queue
 
     # --- what others ask --------------------------------------------------------------------------
     def wake(self) -> None:
@@ -117,6 +118,12 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
 
     async def dispatch_once(self) -> None:
+        mono = time.monotonic()
+        if not dispatch.pass_worth_it(synced=self.ctx.jobs_synced(), active=self.active(),
+                                      max_workers=self.ctx.settings.max_workers,
+                                      since_last_pass=mono - self._last_pass):
+            return
+        self._last_pass = mono
         async with self._slots:
             self._enqueued_since_dispatch = 0
             entries = [e for e in await self.ctx.queue.entries() if self._in_scope(e.job_id)]
@@ -145,8 +152,12 @@ class Dispatcher:
             self.wake_later(due - now)
         mono = time.monotonic()
         self._waiting_since = {job_id: self._waiting_since.get(job_id, mono) for job_id in plan.waiting}
+        # An entry's score is when it was enqueued (or became due): it waited since then, even if this
+        # is the first pass to see it (passes are skipped while every slot is busy).
+        scores = {e.job_id: e.score for e in entries}
         for job_id, position in plan.waiting.items():
-            if mono - self._waiting_since[job_id] >= policy.PLACE_FIRST_DELAY:
+            waited = max(mono - self._waiting_since[job_id], now - scores.get(job_id, now))
+            if waited >= policy.PLACE_FIRST_DELAY:
                 try:
                     await self._show_place_in_line(job_id, position, plan.total_waiting)
                 except Exception as exc:  # noqa: BLE001 - news only; the next pass tries again

@@ -102,3 +102,13 @@ def test_place_in_line_writes_grow_logarithmically_with_the_queue():
 def test_place_in_line_within_the_exact_places_always_tells_the_truth(shown, position):
     if position <= EXACT_PLACES and position != shown:
         assert place_worth_writing(shown, position)
+
+
+# --- when a dispatch pass reads the queue ----------------------------------------------------------------
+def test_a_pass_reads_the_queue_when_a_slot_is_free_or_the_last_one_is_old():
+    from receiptsync_operator.dispatch import REFRESH_EVERY, pass_worth_it
+
+    assert pass_worth_it(synced=True, active=7, max_workers=8, since_last_pass=0.0)
+    assert not pass_worth_it(synced=True, active=8, max_workers=8, since_last_pass=0.01)
+    assert pass_worth_it(synced=True, active=8, max_workers=8, since_last_pass=REFRESH_EVERY)
+    assert pass_worth_it(synced=False, active=8, max_workers=8, since_last_pass=0.0)  # slots not known yet
