@@ -46,7 +46,9 @@ class ObjectStore:
         if event_type == "DELETED":
             self.items.pop(key, None)
         else:
-            self.items[key] = copy.deepcopy(dict(obj))
+            # Kept as given, not copied: the watch parsed it for us alone and nobody changes it (a
+            # deep copy of every Job and Pod version was the operator's largest single cost).
+            self.items[key] = dict(obj)
 
     def created(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
