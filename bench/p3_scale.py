@@ -75,9 +75,10 @@ def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple
                f"wall times; same runs, mailboxes, machine and run; other processes took "
                f"{100 * through['others_share']:.0f} % of the machine's CPU during the operator's pass, "
                f"{100 * plain['others_share']:.0f} % during the plain one"),
-        Figure("P3", "CPU ratio (operator + Kubernetes ÷ plain)", cpu_ratio, "x", f"<= {OVERHEAD_GOAL}",
-               "CPU seconds per run of every part, user + sys: the wall ratio on a machine of our own "
-               "(both passes are CPU-bound), whatever else the shared machine runs"),
+        Figure("P3", "CPU ratio (operator + Kubernetes ÷ plain)", cpu_ratio, "x", "",
+               "CPU seconds per run of every part, user + sys, whatever else the shared machine runs; it counts "
+               "the control plane, which shares these 2 cores with the workers here and runs elsewhere in a "
+               "cluster (the goal is on wall time)"),
         Figure("P3", "operator peak RSS (VmHWM)", through["operator_peak_rss_bytes"] / 2**20
                if through["operator_peak_rss_bytes"] else None, "MiB", f"<= {RSS_GOAL_MB:.0f}"),
         Figure("P3", "operator API requests per run", through["api"]["requests"] / per, "", "", "audit log"),
