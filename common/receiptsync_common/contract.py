@@ -248,7 +248,8 @@ OPERATOR_ENV_WORKER_CREDENTIALS = "RECEIPTSYNC_WORKER_CREDENTIALS"
 OPERATOR_ENV_CREDENTIAL_KEY = "RECEIPTSYNC_CREDENTIAL_KEY"
 WORKER_CREDENTIALS_PER_ATTEMPT = "per-attempt"
 WORKER_CREDENTIALS_SHARED = "shared"
-# The per-attempt Secret (named like the attempt's Job, in its namespace) and its keys.
+# The worker-credentials Secret (one per ReceiptSync, in its namespace) and the key suffixes each
+# attempt's entries carry (``<job name>.<key>``).
 COMPONENT_WORKER_CREDENTIALS = "worker-credentials"
 CREDENTIALS_DATABASE_URL_KEY = "database-url"
 CREDENTIALS_REDIS_URL_KEY = "redis-url"
