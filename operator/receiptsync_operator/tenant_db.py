@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import threading
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -94,11 +95,15 @@ ORPHANS = sql.SQL("SELECT rolname FROM pg_roles WHERE rolname LIKE 'rsw\\_%%' AN
 
 
 class TenantDatabase:
-    """Blocking; every call opens its own short connection (so a restarted server costs nothing)."""
+    """Blocking, called from worker threads. One connection, kept between calls (each new one cost a
+    backend fork and a SCRAM exchange, several per run) and made again when the server dropped it:
+    a call that fails on a kept connection is tried once more on a fresh one."""
 
     def __init__(self, admin_url: str) -> None:
         self._url = admin_url
         self.database = database_name(admin_url)
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
 
     def _connect(self) -> psycopg.Connection:
         try:
@@ -107,11 +112,26 @@ class TenantDatabase:
             raise DatabaseUnavailable(f"the database is not reachable: {_first_line(exc)}") from None
 
     def _run(self, work):
-        try:
-            with self._connect() as conn:
-                return work(conn)
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-            raise DatabaseUnavailable(f"the database failed: {_first_line(exc)}") from None
+        with self._lock:
+            kept = self._conn is not None and not self._conn.closed
+            for fresh in (False, True) if kept else (True,):
+                if fresh:
+                    self.close()
+                    self._conn = self._connect()
+                try:
+                    return work(self._conn)
+                except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+                    self.close()
+                    if fresh:
+                        raise DatabaseUnavailable(f"the database failed: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
 
     def migrate(self) -> list[str]:
         return self._run(migrations.apply_all)

@@ -90,6 +90,25 @@ def test_an_attempts_role_runs_the_store_for_its_business_and_sees_nothing_else(
     db.revoke(theirs.role_name)
 
 
+def test_the_operator_keeps_one_database_connection_and_makes_it_again_when_the_server_drops_it(fresh_database):
+    db = TenantDatabase(fresh_database)
+    db.migrate()
+    db.grant(role_for(db, "ta-biz", "ns.a.u.r1.a1"), "pw")
+
+    def backends() -> list[int]:
+        with psycopg.connect(fresh_database, autocommit=True) as conn:
+            return [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+
+    first = backends()
+    assert len(db.roles()) == 1 and len(db.roles("ns")) == 1
+    assert backends() == first and len(first) == 1  # the same single session served every call
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (first[0],))  # as a server restart would
+    assert [r.job_id for r in db.roles()] == ["ns.a.u.r1.a1"]  # answered on a fresh connection
+    assert backends() != first
+
+
 def test_an_attempts_redis_user_reaches_only_its_own_keys(redis_url):
     admin = redis.Redis.from_url(redis_url, decode_responses=True)
     job = "ns.acme.01234567.r1.a1"
