@@ -1,7 +1,8 @@
 """The active replica's controller: it builds the collaborators, starts and stops their tasks, and
 routes what kopf and Redis tell it to them. It decides nothing itself.
 
-* :mod:`finalizers` and :mod:`cleanup` - our finalizer, and a deletion's work;
+* :mod:`cleanup` - a deletion's work, at once and best effort (no finalizer holds the deletion up);
+  :mod:`finalizers` - the finalizer older operators added, released when such a resource is deleted;
 * :mod:`run_starter` - runs for spec edits, run-now values and schedule ticks;
 * :mod:`dispatcher` - the queue into worker Jobs, within maxWorkers (beside the pure :mod:`dispatch`);
 * :mod:`attempts` - heartbeats, Job and Pod state, retries and failures;
@@ -30,7 +31,7 @@ from .config import Settings
 from .context import Context
 from .dispatcher import Dispatcher
 from .events import Events
-from .finalizers import Finalizers, resource_path
+from .finalizers import Finalizers, has_ours, resource_path
 from .heartbeats import HeartbeatConsumer
 from .job_cache import JobCache
 from .kube import ApiError, Kube
@@ -66,9 +67,9 @@ class Controller:
         self.attempts = Attempts(self.ctx, self.dispatcher, self.lookup)
         self.dispatcher.end_attempt = self.attempts.end_attempt
         self.starter = RunStarter(self.ctx, self.dispatcher, self.attempts)
-        self.finalizers = Finalizers(self.ctx, Cleanup(self.ctx, self.forget))
-        self.watchdog = Watchdog(self.ctx, self.starter, self.attempts, self.finalizers, self.observe,
-                                 self.dispatcher.is_waiting)
+        self.cleanup = Cleanup(self.ctx, self.forget)
+        self.finalizers = Finalizers(self.ctx, self.cleanup)
+        self.watchdog = Watchdog(self.ctx, self.starter, self.attempts, self.finalizers, self.dispatcher.is_waiting)
         self.ctx.credentials = tenancy.worker_credentials(self.ctx)
         self._tasks: list[asyncio.Task] = []
         metrics.MAX_WORKERS.set(settings.max_workers)
@@ -139,23 +140,12 @@ class Controller:
         return self.ctx.resources.observe(body)
 
     async def observe(self, body: Mapping[str, Any]) -> None:
-        """Every watch event: refresh the cache; clean up a deletion; make sure our finalizer is on
-        (before anything starts); start a run if one is due."""
+        """Every watch event but DELETED: refresh the cache; clean up a deletion; start a run if one
+        is due. No metadata is written: the operator adds no finalizer (finalizers.py)."""
         key = key_of(body)
-        meta = body.get("metadata") or {}
-        if meta.get("deletionTimestamp"):
-            if contract.FINALIZER in (meta.get("finalizers") or []):
-                self.ctx.resources.observe(body)  # so nothing starts for it meanwhile
-                await self.finalizers.finalize(body)
-            else:
-                self.forget(key)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            await self.deleted(body, gone=False)
             return
-        if contract.FINALIZER not in (meta.get("finalizers") or []):
-            added = await self.finalizers.add(body)
-            if added is None:
-                self.ctx.resources.observe(body)  # known, so the watchdog's resync tries again
-                return
-            body = added
         item = self.ctx.resources.observe(body)
         view = self.ctx.writer.view(key)
         if runs.next_run(item.meta, view, item.spec) or runs.observed_generation_news(item.meta, view, item.spec):
@@ -163,6 +153,19 @@ class Controller:
                 await self.starter.start_run(key)
             except (RedisError, OSError) as exc:
                 self.ctx.redis_unavailable(key, exc)  # the watchdog's resync starts it once Redis is back
+
+    async def deleted(self, body: Mapping[str, Any], *, gone: bool = True) -> None:
+        """A deletion the watch saw (DELETED, or, not ``gone`` yet, a deletionTimestamp while
+        finalizers hold the object): its work is cleaned up at once, best effort (cleanup.py), and it
+        is forgotten; a resource an older operator created gets our finalizer released. Handled once
+        per deletion: a later event of the same deletion costs nothing."""
+        key = key_of(body)
+        # (A DELETED event may still list the finalizer whose removal deleted the object.)
+        if not gone and has_ours(body.get("metadata") or {}):
+            self.ctx.resources.observe(body)  # so nothing starts for it meanwhile
+            await self.finalizers.finalize(body)
+        elif self.ctx.resources.get(key) is not None or not self.ctx.resources.was_deleted(key):
+            await self.cleanup(body)
 
     def forget(self, key: Key) -> None:
         self.ctx.resources.forget(key)

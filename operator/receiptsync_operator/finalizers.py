@@ -1,6 +1,17 @@
-"""Our finalizer: added before anything starts for a resource (so no metadata patch ever races a
-status write), released once a deletion is cleaned up. Both guarded JSON patches: a list someone
-else just changed is never overwritten."""
+"""Our finalizer (contract.FINALIZER), kept only for the upgrade path.
+
+The operator no longer puts a finalizer on ReceiptSyncs: it cost a metadata patch per resource, and it
+made a deletion hang while no operator ran (after `helm uninstall`, say). A deletion is cleaned up
+best-effort when the watch sees it (:mod:`cleanup`), and what that misses goes anyway: worker Jobs
+carry an ownerReference, so the garbage collector deletes them (and their pods) with their
+ReceiptSync; the dispatcher drops a queue entry whose resource is gone or shows another jobId.
+
+ReceiptSyncs an older operator created still carry it. While such a resource lives it is left alone
+(no write: it does no harm); once the resource is being deleted, the operator cleans up as for any
+deletion and then releases it, with a guarded JSON patch (a list someone else just changed is never
+overwritten). A release that fails is tried again at the watchdog's next resync. This is why the
+operator keeps `patch` on receiptsyncs in its RBAC.
+"""
 from __future__ import annotations
 
 import logging
@@ -21,11 +32,9 @@ def resource_path(key: Key) -> str:
     return custom_path(contract.GROUP, contract.VERSION, contract.PLURAL, *key)
 
 
-def add_ops(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """JSON patch adding our finalizer, valid only if the object did not change since ``meta``."""
-    add = ({"op": "add", "path": "/metadata/finalizers/-", "value": contract.FINALIZER} if meta.get("finalizers")
-           else {"op": "add", "path": "/metadata/finalizers", "value": [contract.FINALIZER]})
-    return [{"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}, add]
+def has_ours(meta: Mapping[str, Any]) -> bool:
+    """Does the object still carry our (legacy) finalizer?"""
+    return contract.FINALIZER in (meta.get("finalizers") or [])
 
 
 def remove_ops(meta: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -42,16 +51,6 @@ class Finalizers:
     def __init__(self, ctx: Context, cleanup: Callable[[Mapping[str, Any]], Awaitable[None]]) -> None:
         self.ctx = ctx
         self._cleanup = cleanup
-
-    async def add(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """The object with our finalizer added, or None if it changed meanwhile (or is gone)."""
-        try:
-            return await self.ctx.kube.request("PATCH", resource_path(key_of(body)),
-                                               body=add_ops(body.get("metadata") or {}), content_type=JSON_PATCH)
-        except ApiError as exc:
-            if exc.status not in (404, 409, 422):
-                logger.warning("could not add the finalizer: %s", exc, extra=log_extra(key_of(body)))
-            return None
 
     async def release(self, key: Key, body: Mapping[str, Any]) -> None:
         for _ in range(3):
@@ -74,11 +73,12 @@ class Finalizers:
                 raise
 
     async def finalize(self, body: Mapping[str, Any]) -> None:
-        """A deletion: clean up, then let our finalizer go. A failure is retried by the watchdog."""
+        """A legacy resource being deleted: clean up, then let our finalizer go. A failed release
+        keeps the resource known, so the watchdog's next resync tries again."""
         key = key_of(body)
         try:
             await self._cleanup(body)
             await self.release(key, body)
         except Exception as exc:  # noqa: BLE001 - whatever it was, the deletion must not stay stuck
-            logger.warning("cleanup before deletion failed, will retry: %s", exc, extra=log_extra(key))
+            logger.warning("releasing our finalizer failed, will retry: %s", exc, extra=log_extra(key))
             self.ctx.resources.observe(body)  # keep it known, so the watchdog retries

@@ -1,15 +1,19 @@
 """kopf registrations, thin: each hands over to the controller (memo.controller).
 
-The GitOps promise: the operator writes only status and its own finalizer. The controller adds
-and releases the finalizer itself (controller.ensure_finalizer / cleanup), so kopf has no
-resource-changing, deletion or daemon handler here: it then adds no finalizer of its own and keeps no
-diff-base or progress annotations — that saved two metadata patches per resource (one of them a
-conflict retry) and a daemon task per resource. Should kopf ever store its bookkeeping, it goes to
-annotations under our own prefix, never to labels, spec or annotations users own; a GitOps tool
-ignores annotations it did not set (Argo CD's three-way diff, Flux's server-side apply field
-ownership), so that never shows up as drift. The watchdog is one controller loop (watchdog.py); our
-worker Jobs and Pods are watched by the controller's own list+watch (kube_watch.py), which tells
-when the first list is complete (the dispatcher counts slots only then).
+The GitOps promise: the operator writes only a ReceiptSync's status. It puts no finalizer on ReceiptSyncs: a
+deletion is cleaned up when the watch sees it (a DELETED event, or a deletionTimestamp while other
+finalizers hold the object: controller.deleted), best effort, with garbage collection of the
+owned worker Jobs and the dispatcher's dropping of orphaned queue entries behind it (cleanup.py).
+The one metadata write left is the release of the finalizer older operators added, when such a
+resource is deleted (finalizers.py). kopf has no resource-changing, deletion or daemon handler
+here: it then adds no finalizer of its own and keeps no diff-base or progress annotations. Should
+kopf ever store its bookkeeping, it goes to annotations under our own prefix, never to labels, spec
+or annotations users own; a GitOps tool ignores annotations it did not set (Argo CD's three-way
+diff, Flux's server-side apply field ownership), so that never shows up as drift.
+
+The watchdog is one controller loop (watchdog.py); our worker Jobs and Pods are watched by the
+controller's own list+watch (kube_watch.py), which tells when the first list is complete (the
+dispatcher counts slots only then).
 """
 from __future__ import annotations
 
@@ -28,8 +32,9 @@ KOPF_FINALIZER = f"{contract.GROUP}/kopf-unused"
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    # Our finalizer (contract.FINALIZER) is the controller's. kopf removes "its" finalizer from any
-    # object when none of its handlers needs one, so it is given another name, which it never adds.
+    # Our (legacy) finalizer, contract.FINALIZER, is the controller's to release. kopf removes "its"
+    # finalizer from any object when none of its handlers needs one, so it is given another name,
+    # which it never adds.
     settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=contract.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -66,6 +71,6 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 async def receiptsync_changed(type: str | None, body: kopf.Body, namespace: str, name: str,
                               memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
-        memo.controller.forget((namespace, name))
+        await memo.controller.deleted(body)  # cleans up (best effort) and forgets it
         return
-    await memo.controller.observe(body)  # adds our finalizer first; a deletion is cleaned up here
+    await memo.controller.observe(body)  # a deletionTimestamp is a deletion too

@@ -1,7 +1,9 @@
 """One loop for all resources: schedules, lost or late attempts, and (every RESYNC_EVERY_PASSES
 passes) what could not be done at once (a run that could not start while Redis was away, a failed
-status patch, our finalizer, a deletion's cleanup). Each resource is handled on its own: an API
-error for one never skips the others. Each pass is counted (a metric), so tests can wait for one."""
+status patch, the release of the finalizer an older operator put on a resource being deleted). A
+deletion's cleanup is not retried here: what it missed goes anyway (cleanup.py). Each resource is
+handled on its own: an API error for one never skips the others. Each pass is counted (a metric), so
+tests can wait for one."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +19,7 @@ from . import metrics, runs
 from . import status as st
 from .attempts import Attempts
 from .context import Context, log_extra
-from .finalizers import Finalizers
+from .finalizers import Finalizers, has_ours
 from .resource_cache import Key, Resource
 from .run_starter import RunStarter
 
@@ -47,12 +49,11 @@ def needs_check(view: Mapping[str, Any], *, job_known: bool, queued_ids: Collect
 
 class Watchdog:
     def __init__(self, ctx: Context, starter: RunStarter, attempts: Attempts, finalizers: Finalizers,
-                 observe: Callable[[Mapping[str, Any]], Any], is_waiting: Callable[[str], bool]) -> None:
+                 is_waiting: Callable[[str], bool]) -> None:
         self.ctx = ctx
         self.starter = starter
         self.attempts = attempts
         self.finalizers = finalizers
-        self._observe = observe
         self._is_waiting = is_waiting
 
     async def run(self) -> None:
@@ -114,15 +115,9 @@ class Watchdog:
 
     async def _housekeeping(self, item: Resource, key: Key, *, resync: bool) -> bool:
         """The per-resource part of a pass; False when there is nothing more to check."""
-        finalizers = item.meta.get("finalizers") or []
-        if item.meta.get("deletionTimestamp"):
-            if resync and contract.FINALIZER in finalizers:
+        if item.meta.get("deletionTimestamp"):  # still known: our legacy finalizer's release failed
+            if resync and has_ours(item.meta):
                 await self.finalizers.finalize({"metadata": item.meta, "spec": item.spec, "status": item.status})
-            return False
-        if contract.FINALIZER not in finalizers:
-            if resync:  # adding it failed before: try again (with the version our own writes left)
-                meta = {**item.meta, "resourceVersion": item.resource_version or item.meta.get("resourceVersion")}
-                await self._observe({"metadata": meta, "spec": item.spec, "status": item.status})
             return False
         await self.starter.schedule(key)
         if resync and runs.next_run(item.meta, self.ctx.writer.view(key), item.spec) is not None:

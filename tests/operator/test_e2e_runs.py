@@ -66,9 +66,9 @@ def test_apply_queues_starts_a_worker_job_and_finishes_with_counters(env):
     assert reasons == [c.PHASE_FINISHED]
     described = env.kubectl("describe", "rsync", "acme").stdout
     assert "Finished" in described
-    # Our finalizer, and no kopf bookkeeping in the user's metadata.
+    # No finalizer (the operator adds none) and no kopf bookkeeping in the user's metadata.
     obj = env.get(c.PLURAL, "acme")
-    assert obj["metadata"]["finalizers"] == [c.FINALIZER]
+    assert not obj["metadata"].get("finalizers")
     assert not [k for k in (obj["metadata"].get("annotations") or {}) if k.startswith(c.GROUP + "/")
                 or "kopf" in k]
 

@@ -1,4 +1,5 @@
-"""kopf settings: our finalizer is the controller's alone, and bookkeeping lives under our own prefix."""
+"""kopf settings: our (legacy) finalizer is the controller's alone to release, and bookkeeping lives
+under our own prefix."""
 from __future__ import annotations
 
 import kopf
@@ -25,7 +26,8 @@ def test_kopf_settings():
 
 def test_kopf_needs_no_finalizer_and_keeps_no_diff_base():
     """No kopf handler that needs a finalizer (deletion, daemons) or a diff-base (changing handlers):
-    the controller handles its finalizer itself, so kopf writes no metadata at all."""
+    the controller sees deletions through the watch (DELETED events) and adds no finalizer either,
+    so kopf writes no metadata at all."""
     registry = kopf.get_default_registry()
     assert not registry._changing.get_all_handlers()
     assert not registry._spawning.get_all_handlers()
