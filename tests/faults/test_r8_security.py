@@ -38,8 +38,9 @@ GRANTS_NOT_CALLED = {
     # kube-apiserver's OwnerReferencesPermissionEnforcement: a Job with blockOwnerDeletion on its
     # ReceiptSync owner needs `update` on receiptsyncs/finalizers; it is checked, never called.
     ("update", c.GROUP, "receiptsyncs/finalizers"),
-    # kopf patches finalizers/annotations (patch), never PUTs the main resource; `update` is kept for
-    # kopf versions that do.
+    # `patch` of a ReceiptSync releases the finalizer an older operator added, when it is deleted (the
+    # operator adds none). kopf never PUTs the main resource; `update` is kept for kopf versions that do.
+    ("patch", c.GROUP, "receiptsyncs"),
     ("update", c.GROUP, "receiptsyncs"),
     ("update", c.GROUP, "receiptsyncs/status"),
     ("get", c.GROUP, "receiptsyncs/status"),
@@ -54,6 +55,9 @@ GRANTS_NOT_CALLED = {
     ("get", "batch", "jobs"),
     # `list` of Events: only for a worker Job that never got a pod (FailedCreate is told only there).
     ("list", "", "events"),
+    # `delete` of a Job: only a running worker's (cancel, timeout, Replace, deletion of its ReceiptSync);
+    # a finished Job goes with its ReceiptSync by garbage collection.
+    ("delete", "batch", "jobs"),
 }
 
 

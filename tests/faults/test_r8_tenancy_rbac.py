@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.slow]
 # Grants a short run does not call, and why; everything else the Role grants must be called.
 GRANTS_NOT_CALLED = {
     ("update", c.GROUP, "receiptsyncs/finalizers"),  # checked by OwnerReferencesPermissionEnforcement only
+    ("patch", c.GROUP, "receiptsyncs"),  # releases the finalizer an older operator added, at deletion
     ("update", c.GROUP, "receiptsyncs"), ("update", c.GROUP, "receiptsyncs/status"),  # kopf versions that PUT
+    ("delete", "batch", "jobs"),  # a running worker's (cancel, timeout, Replace, deletion); finished: GC
     ("get", c.GROUP, "receiptsyncs/status"),
     ("get", c.GROUP, "receiptsyncs"),  # a heartbeat before the watch delivered its resource
     ("patch", "", "events"), ("list", "", "events"),  # a repeated Event; a Job's FailedCreate

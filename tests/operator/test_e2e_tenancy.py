@@ -273,6 +273,7 @@ def test_a_payload_rewritten_to_another_business_is_refused_by_the_worker(env):
 # Grants the operator holds without a short run calling them, and why (all else must be called).
 GRANTS_NOT_CALLED = {
     ("update", c.GROUP, "receiptsyncs/finalizers"): "checked by OwnerReferencesPermissionEnforcement, never called",
+    ("patch", c.GROUP, "receiptsyncs"): "releases the finalizer an older operator put on a ReceiptSync, at deletion",
     ("update", c.GROUP, "receiptsyncs"): "kopf versions that PUT instead of PATCH",
     ("update", c.GROUP, "receiptsyncs/status"): "kopf versions that PUT instead of PATCH",
     ("get", c.GROUP, "receiptsyncs/status"): "kopf reads status through the main resource today",
@@ -282,7 +283,7 @@ GRANTS_NOT_CALLED = {
     ("get", "batch", "jobs"): "a Job the cache misses (created before a restart)",
     ("get", "", "pods"): "not called: pods are listed and watched",
     ("create", "", "secrets"): "authorizes the server-side apply that makes a Secret (audited as patch)",
-    ("delete", "batch", "jobs"): "cancel, timeout, Replace, deletion of a ReceiptSync",
+    ("delete", "batch", "jobs"): "cancel, timeout, Replace, deletion of a ReceiptSync while it runs",
 }
 
 
