@@ -3,7 +3,8 @@ Rules for ReceiptSyncs and their worker Jobs: a ClusterRole in cluster scope, a 
 watched namespace in namespace scope. Every rule says why the operator needs it.
 */}}
 {{- define "receipt-sync.watchRules" }}
-  # Watch ReceiptSyncs, add/remove the cleanup finalizer and the run-now bookkeeping (patch/update).
+  # Watch ReceiptSyncs; patch only to release, at deletion, the finalizer older operators added;
+  # update: kopf versions that PUT.
   - apiGroups: ["receipts.prosaas.pro"]
     resources: ["receiptsyncs"]
     verbs: ["get", "list", "watch", "patch", "update"]

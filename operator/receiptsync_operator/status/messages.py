@@ -183,6 +183,3 @@ def connection_secret_incomplete(name: str, env: str, namespace: str, missing: l
 def jobs_deleted(names: list[str]) -> str:
     return f"Deleted worker Job(s) {', '.join(names)}"
 
-
-CLEANUP_INCOMPLETE = ("Redis was unreachable: queued work may linger until it expires; "
-                      "releasing the resource anyway")
