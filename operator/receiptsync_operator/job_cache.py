@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import job_state
@@ -21,14 +21,45 @@ def _rv(obj: Mapping[str, Any]) -> int:
 
 class ObjectStore:
     """One kind of object by (namespace, name): a list replaces it, watch events update it. An object
-    we created ourselves counts at once and survives a list taken before it existed."""
+    we created ourselves counts at once and survives a list taken before it existed.
 
-    def __init__(self) -> None:
+    Two indexes kept on every change, so the questions asked on every dispatch and watch event cost
+    the few live objects, not every object still listed (finished Jobs wait for their TTL):
+    ``holding``, the objects ``holds`` says yes to, and ``groups``, names by (namespace, ``group``)."""
+
+    def __init__(self, holds: Callable[[Mapping[str, Any]], bool] = lambda _: False,
+                 group: Callable[[Mapping[str, Any]], str | None] = lambda _: None) -> None:
         self.items: dict[Key, dict[str, Any]] = {}
+        self.holding: dict[Key, dict[str, Any]] = {}
+        self.groups: dict[Key, set[str]] = {}
+        self._holds, self._group = holds, group
         self._ours: dict[Key, int] = {}  # created by us: key -> its resourceVersion, until listed or watched
 
+    def _put(self, key: Key, obj: dict[str, Any]) -> None:
+        self._drop(key)
+        self.items[key] = obj
+        if self._holds(obj):
+            self.holding[key] = obj
+        group = self._group(obj)
+        if group is not None:
+            self.groups.setdefault((key[0], group), set()).add(key[1])
+
+    def _drop(self, key: Key) -> None:
+        old = self.items.pop(key, None)
+        self.holding.pop(key, None)
+        group = self._group(old) if old is not None else None
+        if group is not None:
+            names = self.groups.get((key[0], group))
+            if names is not None:
+                names.discard(key[1])
+                if not names:
+                    del self.groups[(key[0], group)]
+
+    def in_group(self, namespace: str, group: str) -> list[dict[str, Any]]:
+        return [self.items[(namespace, name)] for name in self.groups.get((namespace, group), ())]
+
     def replace(self, items: list[Mapping[str, Any]], resource_version: str) -> None:
-        listed = {key_of(o): copy.deepcopy(dict(o)) for o in items}
+        listed = {key_of(o): dict(o) for o in items}
         try:
             snapshot = int(resource_version)
         except (TypeError, ValueError):
@@ -38,29 +69,31 @@ class ObjectStore:
                 self._ours.pop(key)  # the list knows it (or knew it was gone)
             elif key in self.items:
                 listed[key] = self.items[key]
-        self.items = listed
+        self.items, self.holding, self.groups = {}, {}, {}
+        for key, obj in listed.items():
+            self._put(key, obj)
 
     def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         self._ours.pop(key, None)
         if event_type == "DELETED":
-            self.items.pop(key, None)
+            self._drop(key)
         else:
             # Kept as given, not copied: the watch parsed it for us alone and nobody changes it (a
             # deep copy of every Job and Pod version was the operator's largest single cost).
-            self.items[key] = dict(obj)
+            self._put(key, dict(obj))
 
     def created(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
         if key not in self.items:
-            self.items[key] = copy.deepcopy(dict(obj))
+            self._put(key, copy.deepcopy(dict(obj)))
             self._ours[key] = _rv(obj)
 
 
 class JobCache:
     def __init__(self, monotonic=time.monotonic) -> None:
-        self.jobs = ObjectStore()
-        self.pods = ObjectStore()
+        self.jobs = ObjectStore(holds=job_state.is_active)
+        self.pods = ObjectStore(holds=job_state.pod_is_live, group=job_state.job_name_of_pod)
         self._monotonic = monotonic
         self._bad_since: dict[Key, float] = {}
         self._seen_since: dict[Key, float] = {}  # Job -> when we first saw it (our clock)
@@ -77,13 +110,12 @@ class JobCache:
         self._seen_since.setdefault(key_of(body), self._monotonic())
 
     def pods_of(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        return [p for (ns, _), p in self.pods.items.items()
-                if ns == namespace and job_state.job_name_of_pod(p) == job_name]
+        return self.pods.in_group(namespace, job_name)
 
     def slots_held(self, namespace: str | None = None) -> int:
         in_scope = (lambda ns: namespace is None or ns == namespace)
-        return job_state.slots_held(((ns, j) for (ns, _), j in self.jobs.items.items() if in_scope(ns)),
-                                    ((ns, p) for (ns, _), p in self.pods.items.items() if in_scope(ns)))
+        return job_state.slots_held(((ns, j) for (ns, _), j in self.jobs.holding.items() if in_scope(ns)),
+                                    ((ns, p) for (ns, _), p in self.pods.holding.items() if in_scope(ns)))
 
     def age(self, namespace: str, name: str) -> float:
         """How long we have known this Job (our clock)."""
