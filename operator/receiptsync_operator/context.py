@@ -68,9 +68,13 @@ class Context:
                            f" ({held} similar warnings suppressed)" if held else "", extra=log_extra(key))
 
     async def job_exists(self, namespace: str, name: str) -> bool:
-        """In the cache, else asked of the API (a Job created before a restart, not listed yet)."""
+        """In the cache; once our Jobs are listed and watched, a Job the cache does not know does not
+        exist (a create that meets one anyway gets a 409, which the caller treats as "exists"), so
+        the API is asked only before that (a Job created before a restart, not listed yet)."""
         if self.jobs.get(namespace, name) is not None:
             return True
+        if self.jobs_synced():
+            return False
         try:
             body = await self.kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
         except ApiError as exc:
