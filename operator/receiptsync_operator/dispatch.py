@@ -6,7 +6,7 @@ Order is priority (high, default, low), then enqueue time (FIFO), then job id (a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from receiptsync_common import contract
 
@@ -64,6 +64,7 @@ def plan(entries: Iterable[Entry], *, active: int, max_workers: int, blocked: It
 # The next in line always sees its exact place (and a run leaving that place); further back only
 # coarse steps: with a fast-moving queue, exact 3rd-2nd-1st writes were a third of its status writes.
 EXACT_PLACES = 1
+PUSHED_BACK_PLACES = 3
 REFRESH_EVERY = 1.0  # seconds between passes while every worker slot is busy
 PLACE_STEP = 4  # further back, a place is rewritten once it is a quarter (or four times) of the one shown
 
@@ -80,6 +81,8 @@ def place_worth_writing(shown: int | None, position: int) -> bool:
         return False
     if position <= EXACT_PLACES or shown <= EXACT_PLACES:
         return True
+    if shown < position <= PUSHED_BACK_PLACES:
+        return True  # pushed back near the front (runs of a higher priority came in): rare, and news
     return position * PLACE_STEP <= shown or position >= shown * PLACE_STEP
 
 
@@ -89,6 +92,15 @@ def pass_worth_it(*, synced: bool, active: int, max_workers: int, since_last_pas
     queue-depth metrics and due retries are refreshed at that pace. Without this, each of N
     ReceiptSyncs created at once woke a pass that read all N entries: O(N²) work for nothing."""
     return not synced or active < max_workers or since_last_pass >= REFRESH_EVERY
+
+
+def arrival_place(waiting_by_priority: Mapping[str, int], priority: str) -> int:
+    """The place of a run just enqueued (and counted) at ``priority``: behind everyone waiting at
+    its priority or a higher one (FIFO within a priority)."""
+    level = contract.PRIORITIES.index(priority) if priority in contract.PRIORITIES else len(contract.PRIORITIES)
+    ahead = sum(n for p, n in waiting_by_priority.items()
+                if (contract.PRIORITIES.index(p) if p in contract.PRIORITIES else len(contract.PRIORITIES)) <= level)
+    return max(1, ahead)
 
 
 def next_due(entries: Iterable[Entry], now: float) -> float | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -46,6 +47,7 @@ class Dispatcher:
         self._queued_ids: frozenset[str] = frozenset()  # the queue as the last dispatch saw it
         self._waiting_total: int | None = None  # waiting after the last dispatch (None: none yet)
         self._enqueued_since_dispatch = 0  # entries the last dispatch has not seen
+        self._waiting_by_priority: dict[str, int] = {}  # as the last pass left them, plus enqueued since
         self._waiting_since: dict[str, float] = {}  # job id -> when the dispatcher first saw it wait
         self._place_shown: dict[Key, tuple[str, int]] = {}  # key -> (job id, place in line last written)
         self._waiting_written: dict[Key, float] = {}
@@ -72,6 +74,7 @@ class Dispatcher:
     async def enqueue(self, payload: JobPayload, score: float) -> None:
         await self.ctx.queue.enqueue(payload, score=score)
         self._enqueued_since_dispatch += 1
+        self._waiting_by_priority[payload.priority] = self._waiting_by_priority.get(payload.priority, 0) + 1
 
     async def start_now(self, item: Resource, key: Key, payload: JobPayload) -> str | None:
         """Create the worker Job of an attempt just enqueued (by the caller, who holds the lock) at
@@ -147,6 +150,10 @@ class Dispatcher:
                     await self._start_guarded(job_id)
                 tried.update(plan.start)
             self._waiting_total = plan.total_waiting
+            ranks = {e.job_id: e.priority for e in entries}
+            self._waiting_by_priority = {}
+            for job_id in plan.waiting:
+                self._waiting_by_priority[ranks[job_id]] = self._waiting_by_priority.get(ranks[job_id], 0) + 1
         due = dispatch.next_due(entries, now)
         if due is not None:
             self.wake_later(due - now)
@@ -279,6 +286,23 @@ class Dispatcher:
         if patch is not None:
             await self.ctx.writer.write(key, patch)
         self.wake_later(delay)
+
+    def place_on_arrival(self, key: Key, job_id: str, priority: str,
+                         current: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """A run just enqueued behind busy slots (the caller holds its lock): its place in line, from
+        the last pass's queue plus what came since, to go out with its Queued write (the write, and
+        the Event, the dispatcher would otherwise make 2 s later); with the Event's message. None
+        while a slot is free (it should start at once) or before the first pass."""
+        if self._waiting_total is None or self.active() < self.ctx.settings.max_workers:
+            return None
+        total = sum(self._waiting_by_priority.values())
+        position = dispatch.arrival_place(self._waiting_by_priority, priority)
+        patch = st.waiting(current, position=position, total=total, max_workers=self.ctx.settings.max_workers)
+        if patch is None:
+            return None
+        self._place_shown[key] = (job_id, position)
+        self._waiting_written[key] = time.monotonic()
+        return patch, say.waiting_event(current.get("runId"), current.get("attempt"), patch["message"])
 
     async def _show_place_in_line(self, job_id: str, position: int, total: int) -> None:
         parsed = runs.parse_job_id(job_id)

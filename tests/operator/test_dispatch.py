@@ -80,6 +80,7 @@ def test_place_in_line_is_exact_for_the_next_in_line_and_always_when_it_becomes_
     assert place_worth_writing(2, 1) and place_worth_writing(40, 1)
     assert place_worth_writing(1, 3)  # runs of a higher priority came in ahead: leaving 1st is news
     assert not place_worth_writing(3, 2) and not place_worth_writing(5, 3)  # coarse steps behind the next
+    assert place_worth_writing(2, 3) and not place_worth_writing(3, 4)  # pushed back near the front: news
 
 
 def test_place_in_line_further_back_only_in_coarse_steps():
@@ -112,3 +113,13 @@ def test_a_pass_reads_the_queue_when_a_slot_is_free_or_the_last_one_is_old():
     assert not pass_worth_it(synced=True, active=8, max_workers=8, since_last_pass=0.01)
     assert pass_worth_it(synced=True, active=8, max_workers=8, since_last_pass=REFRESH_EVERY)
     assert pass_worth_it(synced=False, active=8, max_workers=8, since_last_pass=0.0)  # slots not known yet
+
+
+def test_a_run_arriving_behind_busy_slots_is_placed_behind_its_priority_and_the_higher_ones():
+    from receiptsync_operator.dispatch import arrival_place
+
+    waiting = {"high": 2, "default": 5, "low": 7}  # the newcomer already counted in its own priority
+    assert arrival_place(waiting, "high") == 2
+    assert arrival_place(waiting, "default") == 7
+    assert arrival_place(waiting, "low") == 14
+    assert arrival_place({}, "default") == 1
