@@ -48,6 +48,7 @@ class Dispatcher:
         self._waiting_total: int | None = None  # waiting after the last dispatch (None: none yet)
         self._enqueued_since_dispatch = 0  # entries the last dispatch has not seen
         self._waiting_by_priority: dict[str, int] = {}  # as the last pass left them, plus enqueued since
+        self._event_pending: set[str] = set()  # placed on arrival, Queued Event not posted yet
         self._waiting_since: dict[str, float] = {}  # job id -> when the dispatcher first saw it wait
         self._place_shown: dict[Key, tuple[str, int]] = {}  # key -> (job id, place in line last written)
         self._waiting_written: dict[Key, float] = {}
@@ -162,9 +163,13 @@ class Dispatcher:
         # An entry's score is when it was enqueued (or became due): it waited since then, even if this
         # is the first pass to see it (passes are skipped while every slot is busy).
         scores = {e.job_id: e.score for e in entries}
+        self._event_pending &= set(plan.waiting)
         for job_id, position in plan.waiting.items():
             waited = max(mono - self._waiting_since[job_id], now - scores.get(job_id, now))
             if waited >= policy.PLACE_FIRST_DELAY:
+                if job_id in self._event_pending:
+                    self._event_pending.discard(job_id)
+                    self._post_waiting_event(job_id)
                 try:
                     await self._show_place_in_line(job_id, position, plan.total_waiting)
                 except Exception as exc:  # noqa: BLE001 - news only; the next pass tries again
@@ -288,11 +293,12 @@ class Dispatcher:
         self.wake_later(delay)
 
     def place_on_arrival(self, key: Key, job_id: str, priority: str,
-                         current: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+                         current: Mapping[str, Any]) -> dict[str, Any] | None:
         """A run just enqueued behind busy slots (the caller holds its lock): its place in line, from
-        the last pass's queue plus what came since, to go out with its Queued write (the write, and
-        the Event, the dispatcher would otherwise make 2 s later); with the Event's message. None
-        while a slot is free (it should start at once) or before the first pass."""
+        the last pass's queue plus what came since, to go out with its Queued write (the write the
+        dispatcher would otherwise make 2 s later). None while a slot is free (it should start at
+        once) or before the first pass. Its Queued Event waits, as anyone's, until it has waited
+        PLACE_FIRST_DELAY: a slot that frees a moment later is no news."""
         if self._waiting_total is None or self.active() < self.ctx.settings.max_workers:
             return None
         total = sum(self._waiting_by_priority.values())
@@ -302,7 +308,18 @@ class Dispatcher:
             return None
         self._place_shown[key] = (job_id, position)
         self._waiting_written[key] = time.monotonic()
-        return patch, say.waiting_event(current.get("runId"), current.get("attempt"), patch["message"])
+        self._event_pending.add(job_id)  # posted once it has waited PLACE_FIRST_DELAY, as for anyone
+        return patch
+
+    def _post_waiting_event(self, job_id: str) -> None:
+        parsed = runs.parse_job_id(job_id)
+        item = self.ctx.resources.get(parsed[:2]) if parsed else None
+        if item is None:
+            return
+        current = self.ctx.writer.view(parsed[:2])
+        if current.get("jobId") == job_id and current.get("phase") == contract.PHASE_QUEUED:
+            self.ctx.events.post(item.meta, NORMAL, contract.PHASE_QUEUED, say.waiting_event(
+                current.get("runId"), current.get("attempt"), current.get("message") or ""))
 
     async def _show_place_in_line(self, job_id: str, position: int, total: int) -> None:
         parsed = runs.parse_job_id(job_id)

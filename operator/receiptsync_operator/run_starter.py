@@ -16,7 +16,7 @@ from . import status as st
 from .attempts import Attempts
 from .context import Context, log_extra, utcnow
 from .dispatcher import Dispatcher
-from .events import NORMAL, WARNING
+from .events import WARNING
 from .resource_cache import Key, Resource
 from .status import messages as say
 
@@ -85,17 +85,13 @@ class RunStarter:
                                                date_range=runs.known_range(payload), **common)}
         # A free slot and nobody ahead: the worker Job now, and Queued + workerJob in one write.
         job_name = await self.dispatcher.start_now(item, key, payload)
-        waiting = None
         if job_name is not None:
             patch = st.merge(patch, st.worker_starting(st.apply(current, patch), job_name=job_name))
         else:  # every slot busy: its place in line goes out with this write
-            waiting = self.dispatcher.place_on_arrival(key, payload.job_id, payload.priority, st.apply(current, patch))
-            if waiting is not None:
-                patch = st.merge(patch, waiting[0])
+            place = self.dispatcher.place_on_arrival(key, payload.job_id, payload.priority, st.apply(current, patch))
+            patch = st.merge(patch, place or {})
         if not await self.ctx.writer.write(key, patch):
             return False
-        if waiting is not None:  # it has to wait: worth a line in `kubectl describe`
-            self.ctx.events.post(item.meta, NORMAL, contract.PHASE_QUEUED, waiting[1])
         logger.info("run queued", extra=log_extra(key, run=run_id, job_id=payload.job_id,
                                                     priority=payload.priority, trigger=trigger.kind))
         # No Event for Queued itself: one goes out if the run has to wait for a slot.
