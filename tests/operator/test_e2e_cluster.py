@@ -440,7 +440,7 @@ def test_poisoned_entries_and_a_forbidden_resource_do_not_stop_the_others(env):
         assert time.monotonic() - began < 25  # no entry waited on the poisoned ones' dead-letter count
         # The victim is never stuck: set aside (its run fails, DeadLetter), or, where payloads are
         # signed, its rewritten payload is ignored and the attempt rebuilt from its spec.
-        victim_end = env.wait_status("victim", lambda s: s.get("phase") in c.TERMINAL_PHASES, timeout=20)
+        victim_end = env.wait_status("victim", lambda s: s.get("phase") in c.TERMINAL_PHASES, timeout=60)
         assert victim_end["phase"] == c.PHASE_FINISHED or victim_end["reason"] == c.REASON_DEAD_LETTER, victim_end
         refused_end = env.wait_phase("refused", c.PHASE_FAILED, timeout=20)
         assert refused_end["reason"] == c.REASON_WORKER_JOB_REJECTED, refused_end

@@ -56,7 +56,7 @@ def test_delete_during_a_run_stops_the_worker_and_leaves_nothing(env):
 
     # Delete the queued one: its queue entry and payload go.
     env.kubectl("delete", "rsync", "waiting", "--timeout=15s")
-    wait_until(lambda: not {"queued", "payloads"} & set(leftovers(env, waiting["jobId"])), timeout=10,
+    wait_until(lambda: not {"queued", "payloads"} & set(leftovers(env, waiting["jobId"])), timeout=30,
                message="queue entry cancelled")
 
     # Delete the running one: nothing holds the deletion (`kubectl delete` waits for the object to
