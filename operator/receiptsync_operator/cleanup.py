@@ -90,7 +90,7 @@ class Cleanup:
         cache does not know yet, or one whose deletion fails, goes by garbage collection."""
         namespace = meta.get("namespace", "")
         deleted = []
-        for name in running_job_names(self.ctx.jobs.jobs.items.values(), namespace, meta.get("uid", "")):
+        for name in running_job_names(self.ctx.jobs.jobs.holding.values(), namespace, meta.get("uid", "")):
             try:
                 await self.ctx.kube.delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
                                            propagation="Background")

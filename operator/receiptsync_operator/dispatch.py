@@ -25,12 +25,16 @@ class Plan:
     total_waiting: int
 
 
-def _rank(entry: Entry) -> tuple[int, float, str]:
+def _level(priority: str) -> int:
+    """0 for the highest priority; an unknown one after every known one."""
     try:
-        level = contract.PRIORITIES.index(entry.priority)
+        return contract.PRIORITIES.index(priority)
     except ValueError:
-        level = len(contract.PRIORITIES)
-    return level, entry.score, entry.job_id
+        return len(contract.PRIORITIES)
+
+
+def _rank(entry: Entry) -> tuple[int, float, str]:
+    return _level(entry.priority), entry.score, entry.job_id
 
 
 def ordered(entries: Iterable[Entry]) -> list[Entry]:
@@ -97,9 +101,7 @@ def pass_worth_it(*, synced: bool, active: int, max_workers: int, since_last_pas
 def arrival_place(waiting_by_priority: Mapping[str, int], priority: str) -> int:
     """The place of a run just enqueued (and counted) at ``priority``: behind everyone waiting at
     its priority or a higher one (FIFO within a priority)."""
-    level = contract.PRIORITIES.index(priority) if priority in contract.PRIORITIES else len(contract.PRIORITIES)
-    ahead = sum(n for p, n in waiting_by_priority.items()
-                if (contract.PRIORITIES.index(p) if p in contract.PRIORITIES else len(contract.PRIORITIES)) <= level)
+    ahead = sum(n for p, n in waiting_by_priority.items() if _level(p) <= _level(priority))
     return max(1, ahead)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -47,7 +48,7 @@ class Dispatcher:
         self._queued_ids: frozenset[str] = frozenset()  # the queue as the last dispatch saw it
         self._waiting_total: int | None = None  # waiting after the last dispatch (None: none yet)
         self._enqueued_since_dispatch = 0  # entries the last dispatch has not seen
-        self._waiting_by_priority: dict[str, int] = {}  # as the last pass left them, plus enqueued since
+        self._waiting_by_priority: Counter[str] = Counter()  # as the last pass left them, plus enqueued since
         self._event_pending: set[str] = set()  # placed on arrival, Queued Event not posted yet
         self._waiting_since: dict[str, float] = {}  # job id -> when the dispatcher first saw it wait
         self._place_shown: dict[Key, tuple[str, int]] = {}  # key -> (job id, place in line last written)
@@ -75,7 +76,7 @@ class Dispatcher:
     async def enqueue(self, payload: JobPayload, score: float) -> None:
         await self.ctx.queue.enqueue(payload, score=score)
         self._enqueued_since_dispatch += 1
-        self._waiting_by_priority[payload.priority] = self._waiting_by_priority.get(payload.priority, 0) + 1
+        self._waiting_by_priority[payload.priority] += 1
 
     async def start_now(self, item: Resource, key: Key, payload: JobPayload) -> str | None:
         """Create the worker Job of an attempt just enqueued (by the caller, who holds the lock) at
@@ -151,10 +152,7 @@ class Dispatcher:
                     await self._start_guarded(job_id)
                 tried.update(plan.start)
             self._waiting_total = plan.total_waiting
-            ranks = {e.job_id: e.priority for e in entries}
-            self._waiting_by_priority = {}
-            for job_id in plan.waiting:
-                self._waiting_by_priority[ranks[job_id]] = self._waiting_by_priority.get(ranks[job_id], 0) + 1
+            self._waiting_by_priority = Counter(e.priority for e in entries if e.job_id in plan.waiting)
         due = dispatch.next_due(entries, now)
         if due is not None:
             self.wake_later(due - now)
