@@ -316,8 +316,12 @@ class Dispatcher:
             return
         current = self.ctx.writer.view(parsed[:2])
         if current.get("jobId") == job_id and current.get("phase") == contract.PHASE_QUEUED:
-            self.ctx.events.post(item.meta, NORMAL, contract.PHASE_QUEUED, say.waiting_event(
-                current.get("runId"), current.get("attempt"), current.get("message") or ""))
+            self._queued_event(item, current, current.get("message") or "")
+
+    def _queued_event(self, item: Resource, current: Mapping[str, Any], message: str) -> None:
+        """It had to wait for a slot: worth a line in `kubectl describe` (once per attempt)."""
+        self.ctx.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
+                             say.waiting_event(current.get("runId"), current.get("attempt"), message))
 
     async def _show_place_in_line(self, job_id: str, position: int, total: int) -> None:
         parsed = runs.parse_job_id(job_id)
@@ -340,11 +344,11 @@ class Dispatcher:
             patch = st.waiting(current, position=position, total=total, max_workers=self.ctx.settings.max_workers)
             if patch is None:
                 return
-            if shown_position is None:  # it had to wait: worth a line in `kubectl describe`
-                self.ctx.events.post(item.meta, NORMAL, contract.PHASE_QUEUED,
-                                     say.waiting_event(current.get("runId"), current.get("attempt"), patch["message"]))
+            if shown_position is None:
+                self._queued_event(item, current, patch["message"])
             now = time.monotonic()
-            gap = policy.place_write_delay(self._waiting_written.get(key), now)
+            gap = policy.place_write_delay(self._waiting_written.get(key), now,
+                                           near_front=position <= dispatch.PUSHED_BACK_PLACES)
             self._waiting_written[key] = now + gap
             self.ctx.writer.defer(key, patch, delay=gap, lock=item.lock)
 

@@ -227,6 +227,21 @@ def test_progress_interval_grows_with_age():
     assert policy.progress_interval(NOW - dt.timedelta(hours=1), NOW, 2, 30) == 30
 
 
+def test_place_in_line_rewrites_settle_and_far_back_places_wait_for_the_refresh():
+    from receiptsync_operator.status import policy
+
+    assert policy.place_write_delay(None, 100.0, near_front=False) == 0  # the first place: at once
+    # a rewrite waits PLACE_SETTLE even when the last was long ago (a start meanwhile carries it)
+    assert policy.place_write_delay(0.0, 100.0, near_front=True) == policy.PLACE_SETTLE
+    assert policy.place_write_delay(0.0, 100.0, near_front=False) == policy.PLACE_SETTLE
+    # far back: at most one write per PLACE_REFRESH; near the front: per WAITING_MIN_GAP
+    assert policy.place_write_delay(100.0, 105.0, near_front=False) == policy.PLACE_REFRESH - 5
+    assert policy.place_write_delay(100.0, 100.5, near_front=True) == policy.PLACE_SETTLE
+    assert policy.PLACE_REFRESH > policy.WAITING_MIN_GAP
+    # one still due (written ahead of now) pushes the next one back by the whole gap
+    assert policy.place_write_delay(110.0, 100.0, near_front=False) == policy.PLACE_REFRESH + 10
+
+
 # --- what triggers a run (the one implementation: runs.pending_trigger) -------------------------------------
 RUN_NOW = c.RUN_NOW_ANNOTATION
 SCHEDULED = {"schedule": "0 3 * * *"}
