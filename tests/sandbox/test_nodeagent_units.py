@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
+import sys
 import time
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from receiptsync_sandbox import procs
 from receiptsync_sandbox.nodeagent import env as envlib
 from receiptsync_sandbox.nodeagent import images, podstatus, volumes
-from receiptsync_sandbox.nodeagent.process import ContainerProcess, StartError
+from receiptsync_sandbox.nodeagent import process as process_module
+from receiptsync_sandbox.nodeagent.process import ContainerProcess, GroupMemory, StartError
 
 POD = {
     "metadata": {"name": "p1", "namespace": "team", "uid": "u-1", "labels": {"app": "x"}},
@@ -209,6 +211,33 @@ async def test_a_process_group_is_stopped_with_sigterm_then_sigkill(tmp_path):
             break
         await asyncio.sleep(0.05)
     assert procs.group_members(process.pid) == []
+
+
+async def test_memory_limits_of_all_containers_share_one_pass_over_proc(tmp_path, monkeypatch):
+    # A group's RSS is every member's (a shell and its child here); the groups watched together are
+    # sampled in one pass, reused within max_age, and a group over its limit is killed.
+    env = {"PATH": "/usr/bin:/bin"}
+    hog = "import time; b = bytearray(60 * 2**20); print('ready', flush=True); time.sleep(30)"
+    quiet = await ContainerProcess.start(["sh", "-c", "sleep 30 & wait"], env, tmp_path, tmp_path / "q.log")
+    heavy = await ContainerProcess.start([sys.executable, "-c", hog], env, tmp_path, tmp_path / "h.log")
+    for _ in range(200):
+        if "ready" in (tmp_path / "h.log").read_text():
+            break
+        await asyncio.sleep(0.05)
+    passes = []
+    real_pass = process_module.groups_rss_bytes
+    monkeypatch.setattr(process_module, "groups_rss_bytes", lambda pgids: passes.append(set(pgids)) or real_pass(pgids))
+    memory = GroupMemory()
+    memory.watch(quiet.pid)
+    memory.watch(heavy.pid)
+    assert memory.rss(heavy.pid, max_age=60) > 60 * 2**20 > memory.rss(quiet.pid, max_age=60) > 0
+    assert passes == [{quiet.pid, heavy.pid}]  # one pass for both
+    memory.unwatch(quiet.pid)
+    assert memory.rss(heavy.pid, max_age=0) > 60 * 2**20 and passes[-1] == {heavy.pid}
+    await quiet.stop(grace_seconds=0.1)
+    monkeypatch.undo()
+    assert await heavy.enforce_memory_limit(30 * 2**20, interval=0.05)
+    assert podstatus.exit_code_of(await heavy.wait()) == 137
 
 
 async def test_an_unknown_executable_is_a_start_error(tmp_path):

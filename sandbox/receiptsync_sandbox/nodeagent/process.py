@@ -8,6 +8,8 @@ import asyncio
 import os
 import shutil
 import signal
+import time
+from collections.abc import Collection
 from pathlib import Path
 
 
@@ -62,12 +64,16 @@ class ContainerProcess:
     async def enforce_memory_limit(self, limit_bytes: int, interval: float = 0.25) -> bool:
         """Play the memory cgroup: SIGKILL the container when its processes' RSS passes the limit.
         Returns True once it did (the kubelet then reports OOMKilled, exit code 137)."""
-        while self.returncode is None:
-            if group_rss_bytes(self.pid) > limit_bytes:
-                kill_group(self.pid, signal.SIGKILL)
-                return True
-            await asyncio.sleep(interval)
-        return False
+        MEMORY.watch(self.pid)
+        try:
+            while self.returncode is None:
+                if MEMORY.rss(self.pid, max_age=interval) > limit_bytes:
+                    kill_group(self.pid, signal.SIGKILL)
+                    return True
+                await asyncio.sleep(interval)
+            return False
+        finally:
+            MEMORY.unwatch(self.pid)
 
     async def stop(self, grace_seconds: float) -> int:
         """SIGTERM the group, then SIGKILL it after the grace period."""
@@ -79,21 +85,50 @@ class ContainerProcess:
             return await self.wait()
 
 
-def group_rss_bytes(pgid: int) -> int:
-    """Resident memory of every process in the group (what a memory cgroup would charge)."""
-    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+def groups_rss_bytes(pgids: Collection[int]) -> dict[int, int]:
+    """Resident memory of every process in each group (what a memory cgroup would charge), from one
+    pass over /proc."""
+    totals, page = dict.fromkeys(pgids, 0), os.sysconf("SC_PAGE_SIZE")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+            pgid = int(fields[2])  # fields after "(comm)": state ppid pgrp ...
+            if pgid in totals:
                 with open(f"/proc/{entry.name}/statm", "rb") as statm:
-                    total += int(statm.read().split()[1]) * page
+                    totals[pgid] += int(statm.read().split()[1]) * page
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return totals
+
+
+class GroupMemory:
+    """The groups with a memory limit on this node, sampled together: one pass over /proc serves
+    every container for ``max_age`` seconds (a pass per container every 0.25 s was most of the node
+    agent's CPU with eight containers running)."""
+
+    def __init__(self) -> None:
+        self._watched: set[int] = set()
+        self._sample: dict[int, int] = {}
+        self._sampled_at = float("-inf")
+
+    def watch(self, pgid: int) -> None:
+        self._watched.add(pgid)
+
+    def unwatch(self, pgid: int) -> None:
+        self._watched.discard(pgid)
+
+    def rss(self, pgid: int, *, max_age: float) -> int:
+        now = time.monotonic()
+        if pgid not in self._sample or now - self._sampled_at >= max_age * 0.9:
+            self._sample = groups_rss_bytes(self._watched | {pgid})
+            self._sampled_at = now
+        return self._sample[pgid]
+
+
+MEMORY = GroupMemory()
 
 
 def kill_group(pgid: int, sig: int) -> None:
