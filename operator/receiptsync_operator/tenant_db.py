@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -27,6 +28,8 @@ from receiptsync_common import attempt_auth, migrations
 logger = logging.getLogger("receiptsync_operator.tenant_db")
 
 GROUP_ROLE = "receiptsync_worker"
+TERMINATE_WAIT_MS = 5000
+DROP_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8)
 ROLE_PREFIX = "rsw_"
 CONNECTION_LIMIT = 16  # a worker opens two or three connections
 CONNECT_TIMEOUT = 10
@@ -157,9 +160,18 @@ class TenantDatabase:
         def work(conn: psycopg.Connection) -> None:
             conn.execute("DELETE FROM attempt_credentials WHERE role_name = %s", (name,))
             try:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+                # With a timeout it waits for each backend to exit: one that is still exiting owns
+                # its temporary tables until it is gone, and DROP ROLE would fail on them.
+                conn.execute("SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity WHERE usename = %s",
+                             (TERMINATE_WAIT_MS, name))
             except psycopg.errors.InsufficientPrivilege:
                 pass  # its sessions can no longer see or change a row anyway
+            for pause in DROP_RETRY_PAUSES:
+                try:
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+                    return
+                except psycopg.errors.DependentObjectsStillExist:
+                    time.sleep(pause)  # a session that closed is still dropping its temporary tables
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
         self._run(work)
