@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -25,6 +25,7 @@ from .run_starter import RunStarter
 
 logger = logging.getLogger("receiptsync_operator.watchdog")
 RESYNC_EVERY_PASSES = 10
+FAILED = object()  # a step of one resource that failed (logged, or Redis noted as away)
 
 
 def attempt_ids(view: Mapping[str, Any]) -> list[str]:
@@ -78,14 +79,8 @@ class Watchdog:
             item = self.ctx.resources.get(key)
             if item is None:
                 continue
-            try:
-                if not await self._housekeeping(item, key, resync=resync):
-                    continue
-            except (RedisError, OSError) as exc:
-                self.ctx.redis_unavailable(key, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - this resource only
-                logger.warning("watchdog: %r", exc, extra=log_extra(key))
+            done = await self._for_one(key, "housekeeping", self._housekeeping(item, key, resync=resync))
+            if done is FAILED or not done:
                 continue
             view = self.ctx.writer.view(key)
             queued = [j for j in attempt_ids(view) if self._is_waiting(j)]
@@ -103,15 +98,20 @@ class Watchdog:
                 self.ctx.redis_unavailable(key, exc)
             return
         for key in to_check:
-            try:
-                await self.attempts.check(key, heartbeats=heartbeats)
-            except (RedisError, OSError) as exc:
-                self.ctx.redis_unavailable(key, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - this resource only
-                logger.warning("checking the attempt failed: %r", exc, extra=log_extra(key))
-                continue
-            self.ctx.redis_warnings.reset(key)
+            if await self._for_one(key, "checking the attempt", self.attempts.check(key, heartbeats=heartbeats)) \
+                    is not FAILED:
+                self.ctx.redis_warnings.reset(key)
+
+    async def _for_one(self, key: Key, doing: str, step: Awaitable[Any]) -> Any:
+        """One resource's step, its result or FAILED: Redis away is noted against that resource (one
+        Warning, reset once it answers again), anything else logged; the other resources go on."""
+        try:
+            return await step
+        except (RedisError, OSError) as exc:
+            self.ctx.redis_unavailable(key, exc)
+        except Exception as exc:  # noqa: BLE001 - this resource only
+            logger.warning("%s failed: %r", doing, exc, extra=log_extra(key))
+        return FAILED
 
     async def _housekeeping(self, item: Resource, key: Key, *, resync: bool) -> bool:
         """The per-resource part of a pass; False when there is nothing more to check."""
