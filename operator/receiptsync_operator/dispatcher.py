@@ -161,7 +161,7 @@ class Dispatcher:
         # An entry's score is when it was enqueued (or became due): it waited since then, even if this
         # is the first pass to see it (passes are skipped while every slot is busy).
         scores = {e.job_id: e.score for e in entries}
-        self._event_pending &= set(plan.waiting)
+        self._event_pending = {j for j in self._event_pending if j in plan.waiting}  # not a set of all N
         for job_id, position in plan.waiting.items():
             waited = max(mono - self._waiting_since[job_id], now - scores.get(job_id, now))
             if waited >= policy.PLACE_FIRST_DELAY:

@@ -28,11 +28,11 @@ from receiptsync_common import attempt_auth, migrations
 logger = logging.getLogger("receiptsync_operator.tenant_db")
 
 GROUP_ROLE = "receiptsync_worker"
-TERMINATE_WAIT_MS = 5000
-DROP_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8)
 ROLE_PREFIX = "rsw_"
 CONNECTION_LIMIT = 16  # a worker opens two or three connections
 CONNECT_TIMEOUT = 10
+TERMINATE_WAIT_MS = 5000  # how long a revoke waits for each of the role's sessions to exit
+DROP_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8)  # then DROP ROLE once more, and its error stands
 
 
 class DatabaseUnavailable(OSError):
@@ -166,13 +166,14 @@ class TenantDatabase:
                              (TERMINATE_WAIT_MS, name))
             except psycopg.errors.InsufficientPrivilege:
                 pass  # its sessions can no longer see or change a row anyway
+            drop = sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name))
             for pause in DROP_RETRY_PAUSES:
                 try:
-                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+                    conn.execute(drop)
                     return
                 except psycopg.errors.DependentObjectsStillExist:
                     time.sleep(pause)  # a session that closed is still dropping its temporary tables
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(drop)
 
         self._run(work)
 

@@ -122,6 +122,7 @@ class GroupMemory:
 
     def rss(self, pgid: int, *, max_age: float) -> int:
         now = time.monotonic()
+        # 0.9: containers check on their own timers; the first one due after a pass makes the next.
         if pgid not in self._sample or now - self._sampled_at >= max_age * 0.9:
             self._sample = groups_rss_bytes(self._watched | {pgid})
             self._sampled_at = now
