@@ -41,15 +41,22 @@ def queue_prefix(meta: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace')}.{meta.get('name')}.{str(meta.get('uid', ''))[:8]}."
 
 
-def running_job_names(jobs: Iterable[Mapping[str, Any]], namespace: str, uid: str) -> list[str]:
-    """The worker Jobs of the resource ``uid`` that still run and are not being deleted already."""
-    names = []
+def running_jobs(jobs: Iterable[Mapping[str, Any]], namespace: str, uid: str,
+                 status: Mapping[str, Any]) -> dict[str, bool]:
+    """The worker Jobs of the resource ``uid`` that still run, each with whether it is going already:
+    the garbage collector may have got there before the operator saw the deletion (the Job is being
+    deleted, or gone from the cache while the status still shows its run Started)."""
+    found, known = {}, set()
     for job in jobs:
         meta = job.get("metadata") or {}
-        if (meta.get("namespace") == namespace and not meta.get("deletionTimestamp") and job_state.is_active(job)
-                and any(o.get("uid") == uid for o in meta.get("ownerReferences") or [])):
-            names.append(meta["name"])
-    return sorted(names)
+        if meta.get("namespace") == namespace and any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
+            known.add(meta["name"])
+            if job_state.is_active(job):
+                found[meta["name"]] = bool(meta.get("deletionTimestamp"))
+    shown = status.get("workerJob")
+    if uid and shown and status.get("phase") == contract.PHASE_STARTED and shown not in known:
+        found[shown] = True
+    return dict(sorted(found.items()))
 
 
 class Cleanup:
@@ -67,7 +74,7 @@ class Cleanup:
         async with lock:
             current = self.ctx.writer.view(key) if item is not None else dict(body.get("status") or {})
             await self._cancel_queued(key, meta, current.get("jobId"))
-            stopped = await self._stop_workers(key, meta)
+            stopped = await self._stop_workers(key, meta, current)
             if stopped:
                 self.ctx.events.post(meta, NORMAL, contract.REASON_CANCELLED, say.jobs_deleted(stopped))
             self._forget(key)
@@ -85,18 +92,23 @@ class Cleanup:
             logger.warning("queued work not cancelled, Redis unavailable (the dispatcher drops it once Redis "
                            "is back): %s", exc, extra=log_extra(key))
 
-    async def _stop_workers(self, key: Key, meta: Mapping[str, Any]) -> list[str]:
-        """Delete the resource's running worker Jobs (from the Job cache: no list call). A Job the
-        cache does not know yet, or one whose deletion fails, goes by garbage collection."""
+    async def _stop_workers(self, key: Key, meta: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
+        """Delete the resource's running worker Jobs (from the Job cache: no list call) and name those
+        that are going, whoever deletes them. A Job the cache does not know yet, or one whose deletion
+        fails, goes by garbage collection."""
         namespace = meta.get("namespace", "")
-        deleted = []
-        for name in running_job_names(self.ctx.jobs.jobs.holding.values(), namespace, meta.get("uid", "")):
+        stopped = []
+        for name, going in running_jobs(self.ctx.jobs.jobs.holding.values(), namespace, meta.get("uid", ""),
+                                        status).items():
             try:
-                await self.ctx.kube.delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
-                                           propagation="Background")
-                deleted.append(name)
+                if not going:
+                    await self.ctx.kube.delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                                               propagation="Background")
+                stopped.append(name)
             except Exception as exc:  # noqa: BLE001 - best effort: the garbage collector deletes it anyway
-                if not (isinstance(exc, ApiError) and exc.status == 404):
+                if isinstance(exc, ApiError) and exc.status == 404:
+                    stopped.append(name)  # the garbage collector was first
+                else:
                     logger.warning("worker Job not deleted (the garbage collector will): %r", exc,
                                    extra=log_extra(key, job=name))
-        return deleted
+        return stopped

@@ -1,10 +1,10 @@
-"""A deletion's pure parts: which worker Jobs the cleanup stops itself (running ones; the garbage
-collector takes the rest), which queue entries are the resource's, and the guarded release of the
-finalizer older operators added."""
+"""A deletion's pure parts: which worker Jobs the cleanup stops (running ones, noting those the
+garbage collector is deleting already; it takes the finished ones), which queue entries are the
+resource's, and the guarded release of the finalizer older operators added."""
 from __future__ import annotations
 
 from receiptsync_common import contract as c
-from receiptsync_operator.cleanup import queue_prefix, running_job_names
+from receiptsync_operator.cleanup import queue_prefix, running_jobs
 from receiptsync_operator.finalizers import has_ours, remove_ops
 
 UID = "0123456789abcdef"
@@ -22,11 +22,18 @@ def test_only_the_resources_running_jobs_are_stopped_by_the_cleanup():
     failed = {"conditions": [{"type": "Failed", "status": "True"}], "failed": 1}
     jobs = [job("r-r2-a1", status={"active": 1}), job("r-r1-a1", status=done), job("r-r1-a0", status=failed),
             job("new"),  # just created: no status yet, still running for us
-            job("going", status={"active": 1}, deleting=True),  # already being deleted
+            job("going", status={"active": 1}, deleting=True),  # the garbage collector was first
             job("other", uid="fedcba9876543210", status={"active": 1}),
             job("elsewhere", namespace="other-ns", status={"active": 1})]
-    assert running_job_names(jobs, "ns", UID) == ["new", "r-r2-a1"]
-    assert running_job_names(jobs, "ns", "") == []
+    assert running_jobs(jobs, "ns", UID, {}) == {"going": True, "new": False, "r-r2-a1": False}
+    assert running_jobs(jobs, "ns", "", {}) == {}
+    # The status shows a run Started whose Job the cache no longer holds: the garbage collector took it.
+    started = {"phase": c.PHASE_STARTED, "workerJob": "r-r3-a1"}
+    assert running_jobs(jobs, "ns", UID, started) == {"going": True, "new": False, "r-r2-a1": False,
+                                                        "r-r3-a1": True}
+    # ... but not one the cache holds as finished, nor one whose run is over.
+    assert "r-r1-a1" not in running_jobs(jobs, "ns", UID, {**started, "workerJob": "r-r1-a1"})
+    assert "r-r3-a1" not in running_jobs(jobs, "ns", UID, {**started, "phase": c.PHASE_FINISHED})
 
 
 def test_queue_entries_of_one_resource_instance():
