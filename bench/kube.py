@@ -1,7 +1,7 @@
 """The bench's own calls to kube-apiserver, as the cluster admin: TLS with the CA and the client
 certificate embedded in the sandbox's admin kubeconfig, kept-alive connections (urllib3), plain
-JSON REST paths, and a watch on one namespace's ReceiptSyncs that keeps every event with its local
-receive time."""
+JSON REST paths, and a watch on one namespace's ReceiptSyncs (or Jobs) that keeps every event with
+its local receive time."""
 from __future__ import annotations
 
 import base64
@@ -67,11 +67,13 @@ class Kube:
 
 
 class Watch:
-    """A watch on one namespace's ReceiptSyncs: every event with the local receive time."""
+    """A watch on one namespace's ReceiptSyncs (or other objects at ``path``, a REST path with
+    ``{ns}``): every event with the local receive time."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, path: str = RS_PATH) -> None:
         self.kube = kube
         self.namespace = namespace
+        self.path = path
         self.events: list[tuple[float, str, dict]] = []  # (epoch seconds, type, object)
         self.latest: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -92,7 +94,7 @@ class Watch:
                 query += f"&resourceVersion={resource_version}"
             try:
                 response = self.kube.pool.request(
-                    "GET", f"{self.kube.server}{RS_PATH.format(ns=self.namespace)}?{query}", preload_content=False,
+                    "GET", f"{self.kube.server}{self.path.format(ns=self.namespace)}?{query}", preload_content=False,
                     timeout=urllib3.Timeout(connect=30, read=3700))
                 self._response = response
                 buffer = b""
@@ -148,9 +150,10 @@ class Watch:
                     raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
                 self._changed.wait(min(remaining, 1.0))
 
-    def snapshot(self) -> list[tuple[float, str, dict]]:
+    def snapshot(self, start: int = 0) -> list[tuple[float, str, dict]]:
+        """The events received so far, from the ``start``-th on."""
         with self._lock:
-            return list(self.events)
+            return self.events[start:]
 
 
 def phase_of(obj: dict | None) -> str:

@@ -1,7 +1,9 @@
 """P3 scale: N ReceiptSyncs created at once against tiny mailboxes; all must reach Finished. Then the
 same N worker runs started directly as processes, as many at a time as the operator's maxWorkers
 (same specs with their own business ids, same mailboxes, same machine, right after): the overhead
-ratio is the wall time through the operator and Kubernetes ÷ the wall time of that plain loop.
+ratio is the wall time through the operator and Kubernetes ÷ the wall time of that plain loop. Last,
+the same runs as bare Kubernetes Jobs (:mod:`bare_jobs`): what the operator adds over any Job-per-run
+setup.
 
 Measured through the operator: wall time from the first create to the last Finished (seen by a
 watch), the operator's peak RSS (VmHWM), its API requests and writes per run (kube-apiserver's audit
@@ -21,9 +23,10 @@ from typing import Any
 
 from receiptsync_common import contract
 from receiptsync_sandbox.gmail.auth import authorized_user
+from receiptsync_sandbox.testing import TenantWorld
 from receiptsync_worker.store import Store
 
-from . import direct
+from . import bare_jobs, direct
 from .cluster import (TINY_MAILBOXES, BenchWorld, Cluster, audit_summary, commandstats, redis_ops, tiny_address,
                       unique_suffix, wait_for)
 from .common import Figure, cpu_seconds, load_average, machine_busy_seconds, proc_status, say, summary, uptime
@@ -31,7 +34,7 @@ from .kube import BenchError, count_terminal, terminal
 
 RSS_GOAL_MB = 300.0
 OVERHEAD_GOAL = 1.25
-REDIS_DB, DIRECT_REDIS_DB = 3, 6
+REDIS_DB, DIRECT_REDIS_DB, BARE_REDIS_DB = 3, 6, 7
 
 
 def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple[list[Figure], dict[str, Any]]:
@@ -46,22 +49,22 @@ def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple
             json.dumps(authorized_user(addresses[i % len(addresses)], token_uri, client_id="bench",
                                        client_secret="bench-secret")))
             for i, name in enumerate(names)]
+    # The bare Jobs likewise, half before and half after.
     halves = [_plain(cluster, jobs[:count // 2], max_workers, "before")]
+    bare_halves = [_bare(cluster, names[:count // 2], max_workers, timeout, "before")]
     world = BenchWorld(cluster, "p3", REDIS_DB, max_workers, addresses)
     try:
         through = _through_operator(cluster, world, names, timeout)
     finally:
         world.close()
     halves.append(_plain(cluster, jobs[count // 2:], max_workers, "after"))
-    plain = {"runs": count, "parallelism": max_workers, "halves": halves,
-             "wall_seconds": sum(h["wall_seconds"] for h in halves), "finished": sum(h["finished"] for h in halves),
-             "others_share": sum(h["others_share"] * h["wall_seconds"] for h in halves)
-             / max(sum(h["wall_seconds"] for h in halves), 1e-9),
-             "cpu_per_run": {k: sum(h["cpu_per_run"].get(k, 0.0) * h["runs"] for h in halves) / count
-                             for k in halves[-1]["cpu_per_run"]}}
+    bare_halves.append(_bare(cluster, names[count // 2:], max_workers, timeout, "after"))
+    plain, bare = _combined(halves, count, max_workers), _combined(bare_halves, count, max_workers)
     ratio = through["wall_seconds"] / plain["wall_seconds"]
     cpu_ratio = sum(through["cpu_per_run"].values()) / sum(plain["cpu_per_run"].values())
-    result = {**through, "direct": plain, "overhead_ratio": ratio, "cpu_ratio": cpu_ratio}
+    over_bare = through["wall_seconds"] / bare["wall_seconds"]
+    result = {**through, "direct": plain, "bare_jobs": bare, "overhead_ratio": ratio, "cpu_ratio": cpu_ratio,
+              "over_bare_jobs_ratio": over_bare}
     per = max(through["finished"] + through["failed"], 1)
     scope = f"{count} ReceiptSyncs, maxWorkers {max_workers}"
     return [
@@ -79,6 +82,14 @@ def run(cluster: Cluster, count: int, max_workers: int, timeout: float) -> tuple
                "CPU seconds per run of every part, user + sys, whatever else the shared machine runs; it counts "
                "the control plane, which shares these 2 cores with the workers here and runs elsewhere in a "
                "cluster (the goal is on wall time)"),
+        Figure("P3", "wall time, same runs as bare Kubernetes Jobs", bare["wall_seconds"], "s", "",
+               f"{bare['finished']}/{count} Complete, {max_workers} at a time, the operator's Job for each run "
+               f"created as soon as one ended, no operator; half before ({bare_halves[0]['wall_seconds']:.0f}s), "
+               f"half after ({bare_halves[1]['wall_seconds']:.0f}s); CPU per run "
+               f"{sum(bare['cpu_per_run'].values()):.3f} s ({_parts(bare['cpu_per_run'])})"),
+        Figure("P3", "operator ÷ bare Jobs (wall time)", over_bare, "x", "",
+               f"what the operator adds over any Job-per-run setup (a KEDA ScaledJob's floor); bare Jobs ÷ plain "
+               f"{bare['wall_seconds'] / plain['wall_seconds']:.2f}"),
         Figure("P3", "operator peak RSS (VmHWM)", through["operator_peak_rss_bytes"] / 2**20
                if through["operator_peak_rss_bytes"] else None, "MiB", f"<= {RSS_GOAL_MB:.0f}"),
         Figure("P3", "operator API requests per run", through["api"]["requests"] / per, "", "", "audit log"),
@@ -112,6 +123,43 @@ def _plain(cluster: Cluster, jobs: list[direct.DirectRun], parallelism: int, whe
         log = done["failed_logs"][0] if done["failed_logs"] else ""
         tail = Path(log).read_text(errors="replace")[-600:] if log else ""
         raise BenchError(f"{len(jobs) - done['finished']} plain worker runs failed, e.g. {log}: {tail}")
+    return done
+
+
+def _combined(halves: list[dict[str, Any]], count: int, parallelism: int) -> dict[str, Any]:
+    """Two passes' halves as one pass: wall times added, shares and CPU per run weighted."""
+    wall = sum(h["wall_seconds"] for h in halves)
+    return {"runs": count, "parallelism": parallelism, "halves": halves, "wall_seconds": wall,
+            "finished": sum(h["finished"] for h in halves),
+            "others_share": sum(h["others_share"] * h["wall_seconds"] for h in halves) / max(wall, 1e-9),
+            "cpu_per_run": {k: sum(h["cpu_per_run"].get(k, 0.0) * h["runs"] for h in halves) / count
+                            for k in halves[-1]["cpu_per_run"]}}
+
+
+def _bare(cluster: Cluster, names: list[str], parallelism: int, timeout: float, when: str) -> dict[str, Any]:
+    say(f"P3: {len(names)} of the worker runs as bare Kubernetes Jobs ({when} the operator's pass), "
+        f"{parallelism} at a time, no operator")
+    assert cluster.sandbox is not None
+    world = TenantWorld(cluster.sandbox, cluster.work / f"world-p3-bare-{when}", prefix="bench-p3-bare-")
+    cluster.create_secrets(world.ns, [tiny_address(i) for i in range(TINY_MAILBOXES)])
+    cluster.redis(BARE_REDIS_DB)  # emptied
+    suffix = unique_suffix()
+    runs = []
+    for i, name in enumerate(names):
+        spec = cluster.receiptsync(f"bare-{suffix}-{name}", f"gmail-{i % TINY_MAILBOXES:02d}")["spec"]
+        runs.append(bare_jobs.BareRun(direct.payload_for(world.ns, name, spec), spec))
+    connections = {"redis": cluster.redis_url(BARE_REDIS_DB), "database": cluster.env["DATABASE_URL"]}
+    cpu_before, machine0, began = _ours(cluster), machine_busy_seconds(), time.monotonic()
+    done = bare_jobs.run_all(cluster, world.ns, runs, parallelism, connections, timeout)
+    wait_for(lambda: all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+                         for p in cluster.pods(world.ns)), 120, "every bare Job's pod ended", interval=1.0)
+    cpu_after = _ours(cluster)
+    done["others_share"] = _others_share(machine0, cpu_before, cpu_after, time.monotonic() - began)
+    cpu_after.pop("bench")
+    done["cpu_per_run"] = _per_run(cpu_before, cpu_after, len(runs))
+    say(f"P3: bare Jobs {done['finished']}/{len(runs)} Complete in {done['wall_seconds']:.1f}s")
+    if done["finished"] != len(runs):
+        raise BenchError(f"{len(runs) - done['finished']} bare worker Jobs failed (namespace {world.ns})")
     return done
 
 
