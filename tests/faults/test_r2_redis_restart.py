@@ -30,7 +30,7 @@ def test_redis_restarted_empty_mid_run(world, report, mailboxes):
         world.apply(waiting)
         world.wait_status("waiting", lambda s: s.get("phase") == c.PHASE_QUEUED
                           and s.get("reason") == c.REASON_WAITING_FOR_WORKER, timeout=30)
-        committed = wait_blocked_mid_run(world, business["running"])
+        committed = wait_blocked_mid_run(world, business["running"], conn)
         assert world.redis.dbsize() > 0
         away = restart_redis(world.sandbox)
         assert world.redis.dbsize() == 0  # really empty: queue, payloads, heartbeats, cursor gone

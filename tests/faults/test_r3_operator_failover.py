@@ -26,7 +26,7 @@ def test_operator_killed_mid_run_standby_takes_over(world, report, mailboxes):
     try:
         world.apply(world.secret("gmail", BULK_MAILBOX), world.secret("gmail-f", FAULT_MAILBOX), body)
         started = world.wait_phase("adopted", c.PHASE_STARTED, timeout=40)
-        committed = wait_blocked_mid_run(world, business)
+        committed = wait_blocked_mid_run(world, business, conn)
         leader.kill()  # SIGKILL: no cleanup, no Lease release
         late = world.rsync("late", secret="gmail-f", fromDate="2025-03-01", toDate="2025-05-31")
         world.apply(late)  # nobody leads right now

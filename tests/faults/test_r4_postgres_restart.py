@@ -40,7 +40,7 @@ def test_postgres_restarted_mid_transaction(world, report, mailboxes, durable_co
     expected = mailboxes[BULK_MAILBOX].receipts_between(first, last)
     conn = hold_receipt(world, business, min(expected, key=lambda m: m.date))
     world.apply(world.secret("gmail", BULK_MAILBOX), body)
-    committed = wait_blocked_mid_run(world, business)
+    committed = wait_blocked_mid_run(world, business, conn)
     away = restart_postgres(world.sandbox, mode=mode)  # also ends our holding connection
     conn.close()
 
