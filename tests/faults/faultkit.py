@@ -307,6 +307,11 @@ def hold_receipt(world: "World", business: str, message) -> psycopg.Connection:
     return conn
 
 
+def lock_waiters(world: "World") -> int:
+    return world.rows("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                      " WHERE NOT l.granted AND a.datname = current_database()")[0][0]
+
+
 def blocked_by(world: "World", held: psycopg.Connection) -> int:
     """Sessions waiting for a row ``held``'s transaction wrote (a lock on its transaction id): the
     worker's upsert of the held receipt, not a DDL's short wait for a table lock."""
