@@ -19,7 +19,7 @@ import redis
 
 from receiptsync_common import contract
 from receiptsync_common.jobspec import JobPayload
-from receiptsync_operator import config, worker_job
+from receiptsync_operator import config, job_state, worker_job
 
 from .cluster import Cluster
 from .kube import BenchError, Watch
@@ -49,14 +49,6 @@ def settings_for(chart_settings: dict[str, str]) -> config.Settings:
     return config.load(env, argv=[])
 
 
-def finished(obj: dict) -> str | None:
-    """"Complete" or "Failed" once a Job has ended."""
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-            return cond["type"]
-    return None
-
-
 def run_all(cluster: Cluster, namespace: str, runs: list[BareRun], parallelism: int, connections: dict[str, str],
             timeout: float) -> dict[str, Any]:
     """Every run as a Job, ``parallelism`` at a time; returns the wall time and how the Jobs ended."""
@@ -81,8 +73,8 @@ def run_all(cluster: Cluster, namespace: str, runs: list[BareRun], parallelism: 
             events = watch.snapshot(seen)
             seen += len(events)
             for _received, _kind, obj in events:
-                outcome = finished(obj)
-                if outcome:
+                outcome = job_state.state(obj)  # the operator's own reading of a Job
+                if outcome != job_state.JOB_ACTIVE:
                     ended[obj["metadata"]["name"]] = outcome
             if time.monotonic() > deadline:
                 raise BenchError(f"bare Jobs: {len(ended)}/{len(runs)} ended after {timeout:.0f}s")
@@ -92,6 +84,6 @@ def run_all(cluster: Cluster, namespace: str, runs: list[BareRun], parallelism: 
     finally:
         watch.stop()
         client.close()
-    outcomes = list(ended.values())
+    succeeded = sum(1 for outcome in ended.values() if outcome == job_state.JOB_SUCCEEDED)
     return {"runs": len(runs), "parallelism": parallelism, "wall_seconds": wall,
-            "finished": outcomes.count("Complete"), "failed": outcomes.count("Failed")}
+            "finished": succeeded, "failed": len(ended) - succeeded}

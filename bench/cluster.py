@@ -28,6 +28,7 @@ import redis
 import yaml
 
 from receiptsync_common import contract
+from receiptsync_operator import job_state
 from receiptsync_sandbox import statefile
 from receiptsync_sandbox.gmail.auth import authorized_user
 from receiptsync_sandbox.gmail.samples import generate_mailbox
@@ -148,7 +149,7 @@ class Cluster:
         return self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs?labelSelector={JOB_SELECTOR}")["items"]
 
     def active_worker_jobs(self, namespace: str) -> int:
-        return sum(1 for job in self.worker_jobs(namespace) if job_active(job))
+        return sum(1 for job in self.worker_jobs(namespace) if job_state.is_active(job))
 
     def pods(self, namespace: str, selector: str = "") -> list[dict]:
         query = f"?labelSelector={selector}" if selector else ""
@@ -340,15 +341,6 @@ def parse_rfc3339(text: str) -> float | None:
     except ValueError:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
-
-
-def job_active(job: dict) -> bool:
-    """Holds a worker slot (the operator's own rule: no Complete/Failed condition, no final count)."""
-    status = job.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-            return False
-    return not (status.get("succeeded") or status.get("failed"))
 
 
 def stream_entries(client: redis.Redis) -> list[tuple[float, dict[str, str]]]:

@@ -58,7 +58,7 @@ def _p3_cpu(details: dict[str, Any]) -> str:
     status = api.get("patch receiptsyncs/status", 0) / count
     room = 0.25 * sum(theirs.values())
     machinery = total - sum(theirs.values()) - workers
-    floor = _p3_floor(x, machinery + workers - extra.get("operator", 0.0), sum(theirs.values()))
+    floor = _p3_floor(x, sum(theirs.values()))
     steady = (details.get("P2") or {}).get("status_patches_per_run")
     steady_text = f", where P2's steady path needs {steady:.1f}" if steady is not None else ""
     return (
@@ -74,26 +74,15 @@ def _p3_cpu(details: dict[str, Any]) -> str:
         f"pass and {100 * plain['others_share']:.0f} % during the plain one.\n")
 
 
-def _p3_floor(x: dict[str, Any], beside_operator: float, plain: float) -> str:
-    """What Kubernetes alone costs the same runs: measured when the run had the bare-Jobs pass, else
-    estimated by taking the operator's process and its share of kube-apiserver (split by requests: a
-    request's cost varies, but the records allow no other split) out of the machinery."""
-    bare = x.get("bare_jobs")
-    if bare:
-        cost = sum(bare["cpu_per_run"].values())
-        return (f"The same runs as bare Kubernetes Jobs (the operator's Jobs, no operator) used {cost:.3f} CPU s "
-                f"per run, a CPU ratio of {cost / plain:.2f} over the plain processes (wall time "
-                f"{bare['wall_seconds'] / x['direct']['wall_seconds']:.2f}) with the control plane on the workers' "
-                f"cores; the operator added {sum(x['cpu_per_run'].values()) - cost:+.3f} CPU s per run to that "
-                f"(wall time {x['over_bare_jobs_ratio']:.2f} of the bare Jobs').")
-    requests = sum(x["api_requests_per_run_by_user"].values())
-    apiserver = x["cpu_per_run"].get("kube-apiserver", 0.0) - x["direct"]["cpu_per_run"].get("kube-apiserver", 0.0)
-    operator_api = apiserver * x["api_requests_per_run"] / max(requests, 1e-9)
-    without = beside_operator - operator_api
-    return (f"Without the operator's process and its share of kube-apiserver (by requests, {operator_api:.3f} s), "
-            f"the rest (the Job and pod through Kubernetes, etcd, the databases, the worker's difference) is "
-            f"{without:.3f} CPU s: a CPU ratio of {(plain + without) / plain:.2f} for an operator that cost nothing, "
-            f"with the control plane on the workers' cores.")
+def _p3_floor(x: dict[str, Any], plain: float) -> str:
+    """What Kubernetes alone costs the same runs: the bare-Jobs pass."""
+    bare = x["bare_jobs"]
+    cost = sum(bare["cpu_per_run"].values())
+    return (f"The same runs as bare Kubernetes Jobs (the operator's Jobs, no operator) used {cost:.3f} CPU s "
+            f"per run, a CPU ratio of {cost / plain:.2f} over the plain processes (wall time "
+            f"{bare['wall_seconds'] / x['direct']['wall_seconds']:.2f}) with the control plane on the workers' "
+            f"cores; the operator added {sum(x['cpu_per_run'].values()) - cost:+.3f} CPU s per run to that "
+            f"(wall time {x['over_bare_jobs_ratio']:.2f} of the bare Jobs').")
 
 
 def _p4_start(details: dict[str, Any]) -> str:

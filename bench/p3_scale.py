@@ -111,9 +111,8 @@ def _plain(cluster: Cluster, jobs: list[direct.DirectRun], parallelism: int, whe
     load_before, cpu_before, machine0 = load_average(), _ours(cluster), machine_busy_seconds()
     began = time.monotonic()
     done = direct.run_all(jobs, parallelism, connections, cluster.work / "p3-direct")
-    cpu_after = {**_ours(cluster), "direct workers": done["cpu_seconds_total"]}
-    done["others_share"] = _others_share(machine0, cpu_before, cpu_after, time.monotonic() - began)
-    cpu_after.pop("bench")
+    done["others_share"], cpu_after = _cpu_since(cluster, cpu_before, machine0, began,
+                                                 workers={"direct workers": done["cpu_seconds_total"]})
     done["cpu_per_run"] = _per_run(cpu_before, cpu_after, len(jobs))
     done.update(load_average_before=load_before, load_average_after=load_average(), uptime_after=uptime(),
                 process_wall=summary(done.pop("wall_seconds_each")), process_cpu=summary(done.pop("cpu_seconds")))
@@ -151,11 +150,8 @@ def _bare(cluster: Cluster, names: list[str], parallelism: int, timeout: float, 
     connections = {"redis": cluster.redis_url(BARE_REDIS_DB), "database": cluster.env["DATABASE_URL"]}
     cpu_before, machine0, began = _ours(cluster), machine_busy_seconds(), time.monotonic()
     done = bare_jobs.run_all(cluster, world.ns, runs, parallelism, connections, timeout)
-    wait_for(lambda: all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-                         for p in cluster.pods(world.ns)), 120, "every bare Job's pod ended", interval=1.0)
-    cpu_after = _ours(cluster)
-    done["others_share"] = _others_share(machine0, cpu_before, cpu_after, time.monotonic() - began)
-    cpu_after.pop("bench")
+    _pods_ended(cluster, world.ns, "every bare Job's pod ended")
+    done["others_share"], cpu_after = _cpu_since(cluster, cpu_before, machine0, began)
     done["cpu_per_run"] = _per_run(cpu_before, cpu_after, len(runs))
     say(f"P3: bare Jobs {done['finished']}/{len(runs)} Complete in {done['wall_seconds']:.1f}s")
     if done["finished"] != len(runs):
@@ -192,11 +188,8 @@ def _through_operator(cluster: Cluster, world: BenchWorld, names: list[str], tim
     wall = time.monotonic() - began
     redis_after = commandstats(world.redis)
     peak = proc_status(operator.pid, "VmHWM")
-    wait_for(lambda: all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-                         for p in cluster.pods(world.ns)), 120, "every worker pod ended and reaped", interval=1.0)
-    cpu_after = _ours(cluster, operator.pid)
-    others = _others_share(machine0, cpu_before, cpu_after, time.monotonic() - began)
-    cpu_after.pop("bench")
+    _pods_ended(cluster, world.ns, "every worker pod ended and reaped")
+    others, cpu_after = _cpu_since(cluster, cpu_before, machine0, began, operator_pid=operator.pid)
     load_after = load_average()
     time.sleep(1.0)
     records = world.sandbox.audit(since_line=mark)
@@ -231,6 +224,22 @@ def _ours(cluster: Cluster, operator_pid: int | None = None) -> dict[str, float]
         parts["operator"] = cpu_seconds(operator_pid) or 0.0
     parts["bench"] = cpu_seconds(os.getpid()) or 0.0
     return parts
+
+
+def _pods_ended(cluster: Cluster, namespace: str, what: str) -> None:
+    wait_for(lambda: all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+                         for p in cluster.pods(namespace)), 120, what, interval=1.0)
+
+
+def _cpu_since(cluster: Cluster, before: dict[str, float], machine0: float, began: float, *,
+               operator_pid: int | None = None, workers: dict[str, float] | None = None
+               ) -> tuple[float, dict[str, float]]:
+    """After a pass: the share of the CPU other processes took since ``began`` and the CPU seconds so
+    far of each part of ours but the bench itself (``workers``: the plain loop's reaped processes)."""
+    after = {**_ours(cluster, operator_pid), **(workers or {})}
+    others = _others_share(machine0, before, after, time.monotonic() - began)
+    after.pop("bench")
+    return others, after
 
 
 def _others_share(machine0: float, before: dict[str, float], after: dict[str, float], seconds: float) -> float:

@@ -198,8 +198,8 @@ def _p2(x: dict) -> list[str]:
 
 def _p3(x: dict) -> list[str]:
     plain = x["direct"]
-    bare = x.get("bare_jobs")  # results before the bare-Jobs pass lack it
-    columns = [x["cpu_per_run"], plain["cpu_per_run"]] + ([bare["cpu_per_run"]] if bare else [])
+    bare = x["bare_jobs"]
+    columns = [x["cpu_per_run"], plain["cpu_per_run"], bare["cpu_per_run"]]
     parts = sorted(set().union(*columns), key=lambda k: -sum(c.get(k, 0) for c in columns))
     load = (f", load {x['operator_pass_load_before']} → {x['operator_pass_load_after']}"
             if "operator_pass_load_before" in x else "")
@@ -211,14 +211,12 @@ def _p3(x: dict) -> list[str]:
                  f"{h['load_average_after']}" for h, when in zip(plain["halves"], ("before", "after"))) +
              f". **Overhead ratio {x['overhead_ratio']:.2f}** (CPU ratio {x['cpu_ratio']:.2f}). Other processes "
              f"on the shared machine took {100 * x['others_share']:.0f} % of its CPU during the operator's pass and "
-             f"{100 * plain['others_share']:.0f} % during the plain one." + (
-                 f" Bare Kubernetes Jobs (the operator's Job for each run, no operator), half before and half "
-                 f"after: {bare['finished']}/{bare['runs']} Complete in {bare['wall_seconds']:.0f} s, other processes "
-                 f"{100 * bare['others_share']:.0f} %; **the operator ÷ bare Jobs {x['over_bare_jobs_ratio']:.2f}**."
-                 if bare else ""), "",
+             f"{100 * plain['others_share']:.0f} % during the plain one. Bare Kubernetes Jobs (the operator's Job "
+             f"for each run, no operator), half before and half after: {bare['finished']}/{bare['runs']} Complete "
+             f"in {bare['wall_seconds']:.0f} s, other processes {100 * bare['others_share']:.0f} %; **the operator ÷ "
+             f"bare Jobs {x['over_bare_jobs_ratio']:.2f}**.", "",
              "CPU seconds per run (user + sys):", "",
-             "| part | through the operator | plain processes |" + (" bare Jobs |" if bare else ""),
-             "|---|---|---|" + ("---|" if bare else "")]
+             "| part | through the operator | plain processes | bare Jobs |", "|---|---|---|---|"]
     for part in parts:
         values = [c.get(part, 0.0) for c in columns]
         if max(values) >= 0.005:

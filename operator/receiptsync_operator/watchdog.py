@@ -98,8 +98,8 @@ class Watchdog:
                 self.ctx.redis_unavailable(key, exc)
             return
         for key in to_check:
-            if await self._for_one(key, "checking the attempt", self.attempts.check(key, heartbeats=heartbeats)) \
-                    is not FAILED:
+            checked = await self._for_one(key, "checking the attempt", self.attempts.check(key, heartbeats=heartbeats))
+            if checked is not FAILED:
                 self.ctx.redis_warnings.reset(key)
 
     async def _for_one(self, key: Key, doing: str, step: Awaitable[Any]) -> Any:
